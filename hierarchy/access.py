@@ -1,0 +1,32 @@
+"""Scope before permission (Decision 10): an object outside the caller's view is "not found"."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.db.models import Model, QuerySet
+
+
+class NotFound(ObjectDoesNotExist):
+    """Raised by services for an object the caller may not see (the API answers 404)."""
+
+
+def not_found_message(level_name: str, pk: object) -> str:
+    return f"{level_name.capitalize()} not found, {level_name}_id={pk}"
+
+
+def ensure_visible(obj: Model, visible: QuerySet, level_name: str) -> None:
+    if not visible.filter(pk=obj.pk).exists():
+        raise NotFound(not_found_message(level_name, obj.pk))
+
+
+def ensure_allowed(allowed: bool, message: str) -> None:
+    if not allowed:
+        raise PermissionDenied(message)
+
+
+def ensure_can(
+    obj: Model, *, visible: QuerySet, managed: QuerySet, level_name: str, message: str
+) -> None:
+    """404 when ``obj`` is outside ``visible``, then 403 when outside ``managed``."""
+    ensure_visible(obj, visible, level_name)
+    ensure_allowed(managed.filter(pk=obj.pk).exists(), message)

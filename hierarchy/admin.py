@@ -1,0 +1,498 @@
+"""Users, organizations, teams (with members), the model catalog and access groups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserCreationForm
+from django.db.models import Count, Model, QuerySet
+from django.forms import BaseInlineFormSet
+from django.http import HttpRequest
+
+from config.admin_site import ScopedModelAdmin
+from hierarchy.admin_base import GovernedAdmin
+from hierarchy.forms import GovernedForm, ModelListField
+from hierarchy.models import (
+    AccessGroup,
+    CatalogModel,
+    Governed,
+    Organization,
+    OrganizationMembership,
+    Team,
+    TeamMembership,
+    User,
+)
+from hierarchy.selectors import (
+    access_groups_visible_to,
+    catalog_models_visible_to,
+    organizations_managed_by,
+    organizations_visible_to,
+    teams_governed_by,
+    teams_managed_by,
+    teams_visible_to,
+    users_visible_to,
+)
+from hierarchy.services import (
+    access_group_create,
+    access_group_delete,
+    access_group_update,
+    catalog_model_create,
+    catalog_model_delete,
+    catalog_model_update,
+    organization_create,
+    organization_delete,
+    organization_member_remove,
+    organization_member_set,
+    organization_update,
+    team_create,
+    team_delete,
+    team_member_remove,
+    team_member_set,
+    team_update,
+    user_create,
+    user_delete,
+    user_update,
+)
+
+GOVERNANCE_FIELDSET = (
+    "Budget and limits",
+    {"fields": ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit")},
+)
+
+
+def _proxy_admins_only(actor: Any) -> QuerySet:
+    return User.objects.all() if actor.is_proxy_admin else User.objects.none()
+
+
+# --- memberships: inlines that save through the membership services --------------------------
+
+
+class MembershipFormSet(BaseInlineFormSet):
+    """Adds, role changes and removals, each through ``member_set`` / ``member_remove``."""
+
+    member_set: Any
+    member_remove: Any
+    parent_keyword: str
+
+    def save(self, commit: bool = True) -> list[Model]:
+        actor = self.request_user  # type: ignore[attr-defined]
+        parent = {self.parent_keyword: self.instance}
+        saved = []
+        for form in self.forms:
+            if not form.has_changed() and not self._should_delete_form(form):
+                continue
+            if self._should_delete_form(form):
+                if form.instance.pk:
+                    type(self).member_remove(actor=actor, user=form.instance.user, **parent)
+                continue
+            saved.append(
+                type(self).member_set(
+                    actor=actor,
+                    user=form.cleaned_data["user"],
+                    role=form.cleaned_data["role"],
+                    **parent,
+                )
+            )
+        return saved
+
+
+class TeamMembershipFormSet(MembershipFormSet):
+    member_set = staticmethod(team_member_set)
+    member_remove = staticmethod(team_member_remove)
+    parent_keyword = "team"
+
+
+class OrganizationMembershipFormSet(MembershipFormSet):
+    member_set = staticmethod(organization_member_set)
+    member_remove = staticmethod(organization_member_remove)
+    parent_keyword = "organization"
+
+
+class MembershipInline(admin.TabularInline):
+    raw_id_fields = ("user",)
+    extra = 1
+    fields = ("user", "role")
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        formset.request_user = request.user
+        return formset
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("user")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and self.parent_manages(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and self.parent_manages(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is not None and self.parent_manages(request, obj)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_staff)
+
+    def parent_manages(self, request: HttpRequest, obj: Any) -> bool:
+        raise NotImplementedError
+
+
+class TeamMembershipInline(MembershipInline):
+    model = TeamMembership
+    formset = TeamMembershipFormSet
+
+    def parent_manages(self, request: HttpRequest, obj: Team) -> bool:
+        return teams_managed_by(request.user).filter(pk=obj.pk).exists()
+
+
+class OrganizationMembershipInline(MembershipInline):
+    model = OrganizationMembership
+    formset = OrganizationMembershipFormSet
+
+    def parent_manages(self, request: HttpRequest, obj: Organization) -> bool:
+        return organizations_managed_by(request.user).filter(pk=obj.pk).exists()
+
+
+# --- organizations -------------------------------------------------------------------------
+
+
+class OrganizationForm(GovernedForm):
+    level_name = "organization"
+    models = ModelListField()
+
+    class Meta:
+        model = Organization
+        fields = (
+            "alias",
+            "models",
+            "max_budget",
+            "soft_budget",
+            "budget_duration",
+            "rpm_limit",
+            "tpm_limit",
+            "blocked",
+        )
+
+
+@admin.register(Organization)
+class OrganizationAdmin(GovernedAdmin):
+    visible_selector = staticmethod(organizations_visible_to)
+    managed_selector = staticmethod(
+        lambda actor: (
+            organizations_managed_by(actor) if actor.is_proxy_admin else Organization.objects.none()
+        )
+    )
+
+    form = OrganizationForm
+    inlines = (OrganizationMembershipInline,)
+    list_display = ("alias", "models_display", "spend_budget", "teams_count", "blocked")
+    search_fields = ("alias", "id")
+    fieldsets = ((None, {"fields": ("alias", "models", "blocked")}), GOVERNANCE_FIELDSET)
+
+    def scope_queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.annotate(teams_count=Count("teams", distinct=True))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Organization admins manage members on their organization's page.
+        if obj is not None and organizations_managed_by(request.user).filter(pk=obj.pk).exists():
+            return True
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(getattr(request.user, "is_proxy_admin", False))
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:  # type: ignore[override]
+        if getattr(request.user, "is_proxy_admin", False):
+            return ()
+        return (
+            "alias",
+            "models",
+            "blocked",
+            "max_budget",
+            "soft_budget",
+            "budget_duration",
+            "rpm_limit",
+            "tpm_limit",
+        )
+
+    @admin.display(description="Teams", ordering="teams_count")
+    def teams_count(self, obj: Organization) -> int:
+        return obj.teams_count  # type: ignore[attr-defined]
+
+    @admin.display(description="Models")
+    def models_display(self, obj: Governed) -> str:  # type: ignore[override]
+        return GovernedAdmin.models_display(obj)
+
+    @admin.display(description="Spend / budget")
+    def spend_budget(self, obj: Governed) -> str:  # type: ignore[override]
+        return GovernedAdmin.spend_budget(obj)
+
+    def create(self, request: HttpRequest, values: dict[str, Any]) -> Organization:
+        return organization_create(actor=request.user, **values)
+
+    def update(
+        self, request: HttpRequest, obj: Organization, values: dict[str, Any]
+    ) -> Organization:
+        return organization_update(actor=request.user, organization=obj, **values)
+
+    def delete(self, request: HttpRequest, objs: list[Organization]) -> None:
+        organization_delete(actor=request.user, organizations=objs)
+
+
+# --- teams ---------------------------------------------------------------------------------
+
+
+class OrganizationChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Organization) -> str:  # type: ignore[override]
+        return obj.alias
+
+
+class TeamForm(GovernedForm):
+    level_name = "team"
+    models = ModelListField()
+    organization = OrganizationChoiceField(queryset=Organization.objects.none(), required=False)
+
+    class Meta:
+        model = Team
+        fields = (
+            "alias",
+            "organization",
+            "models",
+            "max_budget",
+            "soft_budget",
+            "budget_duration",
+            "rpm_limit",
+            "tpm_limit",
+            "blocked",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "organization" in self.fields:
+            self.fields["organization"].queryset = organizations_managed_by(self.user)  # type: ignore[attr-defined]
+
+    def governance_parent(self) -> Governed | None:
+        if "organization" in self.fields:
+            return self.cleaned_data.get("organization")
+        return self.instance.organization
+
+
+@admin.register(Team)
+class TeamAdmin(GovernedAdmin):
+    visible_selector = staticmethod(teams_visible_to)
+    managed_selector = staticmethod(teams_managed_by)
+
+    form = TeamForm
+    inlines = (TeamMembershipInline,)
+    list_display = (
+        "alias",
+        "organization",
+        "models_display",
+        "spend_budget",
+        "members_count",
+        "projects_count",
+        "blocked",
+    )
+    list_select_related = ("organization",)
+    list_filter = (("organization", admin.RelatedOnlyFieldListFilter), "blocked")
+    search_fields = ("alias", "id")
+    fieldsets = (
+        (None, {"fields": ("alias", "organization", "models", "blocked")}),
+        GOVERNANCE_FIELDSET,
+    )
+
+    def scope_queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.annotate(
+            members_count=Count("memberships", distinct=True),
+            projects_count=Count("projects", distinct=True),
+        )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return (
+            self.has_module_permission(request) and organizations_managed_by(request.user).exists()
+        ) or bool(getattr(request.user, "is_proxy_admin", False))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        governed = teams_governed_by(request.user)
+        return governed.filter(pk=obj.pk).exists() if obj is not None else governed.exists()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:  # type: ignore[override]
+        if obj is None or teams_governed_by(request.user).filter(pk=obj.pk).exists():
+            return ()
+        # Team admins manage members, projects and keys, not their team's settings.
+        return (
+            "alias",
+            "organization",
+            "models",
+            "blocked",
+            "max_budget",
+            "soft_budget",
+            "budget_duration",
+            "rpm_limit",
+            "tpm_limit",
+        )
+
+    @admin.display(description="Members", ordering="members_count")
+    def members_count(self, obj: Team) -> int:
+        return obj.members_count  # type: ignore[attr-defined]
+
+    @admin.display(description="Projects", ordering="projects_count")
+    def projects_count(self, obj: Team) -> int:
+        return obj.projects_count  # type: ignore[attr-defined]
+
+    @admin.display(description="Models")
+    def models_display(self, obj: Governed) -> str:  # type: ignore[override]
+        return GovernedAdmin.models_display(obj)
+
+    @admin.display(description="Spend / budget")
+    def spend_budget(self, obj: Governed) -> str:  # type: ignore[override]
+        return GovernedAdmin.spend_budget(obj)
+
+    def create(self, request: HttpRequest, values: dict[str, Any]) -> Team:
+        return team_create(actor=request.user, **values)
+
+    def update(self, request: HttpRequest, obj: Team, values: dict[str, Any]) -> Team:
+        return team_update(actor=request.user, team=obj, **values)
+
+    def delete(self, request: HttpRequest, objs: list[Team]) -> None:
+        team_delete(actor=request.user, teams=objs)
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+class UserAddForm(UserCreationForm):
+    class Meta(UserCreationForm.Meta):
+        model = User
+        fields = ("username", "email", "role")
+
+
+@admin.register(User)
+class UserAdmin(ScopedModelAdmin, DjangoUserAdmin):
+    visible_selector = staticmethod(users_visible_to)
+    managed_selector = staticmethod(_proxy_admins_only)
+
+    add_form = UserAddForm
+    list_display = ("username", "email", "role", "is_staff", "is_active", "last_login")
+    list_filter = ("role", "is_staff", "is_active")
+    search_fields = ("username", "email", "id")
+    ordering = ("username",)
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Person", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("role", "is_active")}),
+        GOVERNANCE_FIELDSET,
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("username", "email", "role", "password1", "password2"),
+            },
+        ),
+    )
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(getattr(request.user, "can_read_everything", False))
+
+    def form_values(self, form: Any, change: bool) -> dict[str, Any]:
+        data = form.cleaned_data
+        if change:
+            return {n: data[n] for n in form.changed_data if n in data and n != "password"}
+        return {
+            "username": data["username"],
+            "email": data.get("email") or "",
+            "role": data["role"],
+            "password": data.get("password1"),
+        }
+
+    def create(self, request: HttpRequest, values: dict[str, Any]) -> User:
+        return user_create(actor=request.user, **values)
+
+    def update(self, request: HttpRequest, obj: User, values: dict[str, Any]) -> User:
+        return user_update(actor=request.user, user=obj, **values)
+
+    def delete(self, request: HttpRequest, objs: list[User]) -> None:
+        user_delete(actor=request.user, users=objs)
+
+
+# --- catalog and access groups -------------------------------------------------------------
+
+
+class ProxyAdminOnly(ScopedModelAdmin):
+    managed_selector = staticmethod(lambda actor: type(actor).objects.none())
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(getattr(request.user, "is_proxy_admin", False))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(getattr(request.user, "can_read_everything", False))
+
+
+@admin.register(CatalogModel)
+class CatalogModelAdmin(ProxyAdminOnly):
+    visible_selector = staticmethod(catalog_models_visible_to)
+    list_display = (
+        "name",
+        "mode",
+        "provider",
+        "upstream_model",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "max_output_tokens",
+    )
+    list_filter = ("mode", "provider")
+    search_fields = ("name", "upstream_model")
+    fields = (
+        "name",
+        "mode",
+        "provider",
+        "upstream_model",
+        "api_base",
+        "api_key_env",
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "max_output_tokens",
+    )
+
+    def create(self, request: HttpRequest, values: dict[str, Any]) -> CatalogModel:
+        return catalog_model_create(actor=request.user, **values)
+
+    def update(
+        self, request: HttpRequest, obj: CatalogModel, values: dict[str, Any]
+    ) -> CatalogModel:
+        return catalog_model_update(actor=request.user, model=obj, **values)
+
+    def delete(self, request: HttpRequest, objs: list[CatalogModel]) -> None:
+        catalog_model_delete(actor=request.user, models=objs)
+
+
+class AccessGroupForm(forms.ModelForm):
+    models = ModelListField()
+    mcp_servers = ModelListField(label="MCP servers", help_text="Comma-separated MCP server names.")
+    agents = ModelListField(help_text="Comma-separated agent names.")
+
+    class Meta:
+        model = AccessGroup
+        fields = ("name", "description", "models", "mcp_servers", "agents")
+
+
+@admin.register(AccessGroup)
+class AccessGroupAdmin(ProxyAdminOnly):
+    visible_selector = staticmethod(access_groups_visible_to)
+    form = AccessGroupForm
+    list_display = ("name", "description")
+    search_fields = ("name",)
+
+    def create(self, request: HttpRequest, values: dict[str, Any]) -> AccessGroup:
+        return access_group_create(actor=request.user, **values)
+
+    def update(self, request: HttpRequest, obj: AccessGroup, values: dict[str, Any]) -> AccessGroup:
+        return access_group_update(actor=request.user, group=obj, **values)
+
+    def delete(self, request: HttpRequest, objs: list[AccessGroup]) -> None:
+        access_group_delete(actor=request.user, groups=objs)

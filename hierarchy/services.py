@@ -1,0 +1,567 @@
+"""Writes of users, organizations, teams, memberships, the catalog and access groups.
+
+Every write takes ``actor=`` (Decision 9), checks scope then permission then validation
+(Decision 10) and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from hierarchy.access import ensure_allowed, ensure_can
+from hierarchy.actors import Actor, ActorLike, as_actor
+from hierarchy.governance import (
+    check_descendants_fit,
+    clean_governance,
+    next_budget_reset,
+)
+from hierarchy.ids import public_id_validator
+from hierarchy.models import (
+    AccessGroup,
+    CatalogModel,
+    Governed,
+    Organization,
+    OrganizationMembership,
+    OrganizationRole,
+    Role,
+    Team,
+    TeamMembership,
+    TeamRole,
+    User,
+)
+from hierarchy.selectors import (
+    organizations_managed_by,
+    organizations_visible_to,
+    teams_governed_by,
+    teams_managed_by,
+    teams_visible_to,
+    user_has_staff_role,
+    users_visible_to,
+)
+
+MSG_PROXY_ADMIN_ONLY = "Only proxy admins can {action}."
+MSG_TEAM_CREATE_DENIED = "Only proxy admins or organization admins can create teams."
+MSG_TEAM_GOVERN_DENIED = "Only proxy admins or organization admins can change a team."
+MSG_TEAM_MEMBERS_DENIED = "Only admins or team admins can manage team members."
+MSG_ORG_MEMBERS_DENIED = "Only proxy admins or organization admins can manage organization members."
+MSG_ID_TAKEN = "The id '{id}' is already in use."
+MSG_DELETE_HAS_CHILDREN = (
+    "Cannot delete {level} {label}. {count} {children} are associated with it. "
+    "Please delete or move them first."
+)
+MSG_NOT_A_MEMBER = "User {user} is not a member of {level} {label}."
+MSG_UNKNOWN_ACCESS_GROUPS = "Unknown access groups: {names}."
+
+
+# --- shared helpers (used by the projects and keys services too) ----------------------------
+
+
+def check_new_id(
+    model: type[Governed] | type[CatalogModel] | type[AccessGroup], pk: str | None
+) -> None:
+    """Caller-chosen ids (Decision 1): right shape and not taken."""
+    if pk is None:
+        return
+    try:
+        public_id_validator(pk)
+    except ValidationError as error:
+        raise ValidationError({"id": error.messages}) from None
+    if model.objects.filter(pk=pk).exists():
+        raise ValidationError({"id": [MSG_ID_TAKEN.format(id=pk)]})
+
+
+def save_governed(
+    instance: Governed,
+    *,
+    actor: Actor,
+    cleaned: Mapping[str, Any],
+    access_groups: Iterable[AccessGroup] | None = None,
+) -> Governed:
+    """Apply cleaned governance values, stamp who did it, validate and save."""
+    creating = instance._state.adding
+    for name, value in cleaned.items():
+        setattr(instance, name, value)
+    if "budget_duration" in cleaned or creating:
+        instance.budget_reset_at = (
+            next_budget_reset(instance.budget_duration, timezone.now())
+            if instance.budget_duration
+            else None
+        )
+    if creating:
+        instance.created_by = actor.label
+    instance.updated_by = actor.label
+    instance.full_clean()
+    instance.save()
+    if access_groups is not None:
+        instance.access_groups.set(access_groups)
+    return instance
+
+
+def resolve_access_groups(names: Iterable[str] | None) -> list[AccessGroup] | None:
+    if names is None:
+        return None
+    names = list(dict.fromkeys(names))
+    groups = list(AccessGroup.objects.filter(name__in=names))
+    missing = sorted(set(names) - {g.name for g in groups})
+    if missing:
+        raise ValidationError(
+            {"access_groups": [MSG_UNKNOWN_ACCESS_GROUPS.format(names=", ".join(missing))]}
+        )
+    return groups
+
+
+def refuse_delete_with_children(level: Governed, count: int, children: str) -> None:
+    if count:
+        raise ValidationError(
+            MSG_DELETE_HAS_CHILDREN.format(
+                level=level.level_name, label=level.label, count=count, children=children
+            ),
+            code="protected",
+        )
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+def _refresh_staff(user: User) -> None:
+    is_staff = user_has_staff_role(user)
+    if user.is_staff != is_staff:
+        user.is_staff = is_staff
+        user.save(update_fields=["is_staff"])
+
+
+@transaction.atomic
+def user_create(
+    *,
+    actor: ActorLike,
+    username: str,
+    email: str = "",
+    password: str | None = None,
+    role: str = Role.INTERNAL_USER,
+    id: str | None = None,
+    **governance: Any,
+) -> User:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="create users"))
+    check_new_id(User, id)
+    cleaned = clean_governance(governance, level_name="user", parent=None)
+    user = User(username=username, email=email or "", role=role)
+    if id is not None:
+        user.pk = id
+    if password:
+        validate_password(password, user)
+        user.set_password(password)
+    else:
+        user.set_unusable_password()
+    user.is_superuser = role == Role.PROXY_ADMIN
+    user.is_staff = role in (Role.PROXY_ADMIN, Role.PROXY_ADMIN_VIEWER)
+    save_governed(user, actor=actor, cleaned=cleaned)
+    return user
+
+
+@transaction.atomic
+def user_update(*, actor: ActorLike, user: User, **fields: Any) -> User:
+    actor = as_actor(actor)
+    ensure_can(
+        user,
+        visible=users_visible_to(actor),
+        managed=users_visible_to(actor) if actor.is_proxy_admin else User.objects.none(),
+        level_name="user",
+        message=MSG_PROXY_ADMIN_ONLY.format(action="change users"),
+    )
+    for name in ("username", "email", "first_name", "last_name", "is_active"):
+        if name in fields:
+            setattr(user, name, fields.pop(name) or ("" if name != "is_active" else False))
+    if "role" in fields:
+        user.role = fields.pop("role")
+        user.is_superuser = user.role == Role.PROXY_ADMIN
+    if fields.get("password"):
+        password = fields.pop("password")
+        validate_password(password, user)
+        user.set_password(password)
+    fields.pop("password", None)
+    cleaned = clean_governance(fields, level_name="user", parent=None, current=user)
+    save_governed(user, actor=actor, cleaned=cleaned)
+    user.is_staff = user_has_staff_role(user)
+    user.save(update_fields=["is_staff"])
+    return user
+
+
+def user_delete(*, actor: ActorLike, users: Iterable[User]) -> int:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="delete users"))
+    with transaction.atomic():
+        return User.objects.filter(pk__in=[u.pk for u in users]).delete()[0]
+
+
+# --- organizations -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def organization_create(
+    *,
+    actor: ActorLike,
+    alias: str,
+    id: str | None = None,
+    access_groups: Iterable[str] | None = None,
+    **governance: Any,
+) -> Organization:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="create organizations"))
+    check_new_id(Organization, id)
+    cleaned = clean_governance(governance, level_name="organization", parent=None)
+    organization = Organization(alias=alias)
+    if id is not None:
+        organization.pk = id
+    save_governed(
+        organization,
+        actor=actor,
+        cleaned=cleaned,
+        access_groups=resolve_access_groups(access_groups),
+    )
+    return organization
+
+
+@transaction.atomic
+def organization_update(
+    *,
+    actor: ActorLike,
+    organization: Organization,
+    access_groups: Iterable[str] | None = None,
+    **fields: Any,
+) -> Organization:
+    actor = as_actor(actor)
+    ensure_can(
+        organization,
+        visible=organizations_visible_to(actor),
+        managed=organizations_managed_by(actor)
+        if actor.is_proxy_admin
+        else Organization.objects.none(),
+        level_name="organization",
+        message=MSG_PROXY_ADMIN_ONLY.format(action="change organizations"),
+    )
+    if "alias" in fields:
+        organization.alias = fields.pop("alias")
+    cleaned = clean_governance(fields, level_name="organization", parent=None, current=organization)
+    check_descendants_fit(organization, cleaned)
+    save_governed(
+        organization,
+        actor=actor,
+        cleaned=cleaned,
+        access_groups=resolve_access_groups(access_groups),
+    )
+    return organization
+
+
+@transaction.atomic
+def organization_delete(*, actor: ActorLike, organizations: Iterable[Organization]) -> int:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="delete organizations"))
+    organizations = list(organizations)
+    for organization in organizations:
+        refuse_delete_with_children(organization, organization.teams.count(), "team(s)")
+    return Organization.objects.filter(pk__in=[o.pk for o in organizations]).delete()[0]
+
+
+def organization_member_set(
+    *, actor: ActorLike, organization: Organization, user: User, role: str = OrganizationRole.MEMBER
+) -> OrganizationMembership:
+    """Add ``user`` to ``organization`` with ``role``, or change the role of a member."""
+    actor = as_actor(actor)
+    ensure_can(
+        organization,
+        visible=organizations_visible_to(actor),
+        managed=organizations_managed_by(actor),
+        level_name="organization",
+        message=MSG_ORG_MEMBERS_DENIED,
+    )
+    with transaction.atomic():
+        membership, _ = OrganizationMembership.objects.get_or_create(
+            organization=organization, user=user, defaults={"role": role}
+        )
+        membership.role = role
+        membership.full_clean()
+        membership.save()
+        _refresh_staff(user)
+    return membership
+
+
+def organization_member_remove(*, actor: ActorLike, organization: Organization, user: User) -> None:
+    actor = as_actor(actor)
+    ensure_can(
+        organization,
+        visible=organizations_visible_to(actor),
+        managed=organizations_managed_by(actor),
+        level_name="organization",
+        message=MSG_ORG_MEMBERS_DENIED,
+    )
+    with transaction.atomic():
+        deleted, _ = OrganizationMembership.objects.filter(
+            organization=organization, user=user
+        ).delete()
+        if not deleted:
+            raise ValidationError(
+                {
+                    "user_id": [
+                        MSG_NOT_A_MEMBER.format(
+                            user=user.pk, level="organization", label=organization.alias
+                        )
+                    ]
+                }
+            )
+        _refresh_staff(user)
+
+
+# --- teams -----------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def team_create(
+    *,
+    actor: ActorLike,
+    alias: str,
+    organization: Organization | None = None,
+    id: str | None = None,
+    access_groups: Iterable[str] | None = None,
+    members: Iterable[tuple[User, str]] = (),
+    **governance: Any,
+) -> Team:
+    actor = as_actor(actor)
+    if organization is not None:
+        ensure_can(
+            organization,
+            visible=organizations_visible_to(actor),
+            managed=organizations_managed_by(actor),
+            level_name="organization",
+            message=MSG_TEAM_CREATE_DENIED,
+        )
+    else:
+        ensure_allowed(actor.is_proxy_admin, MSG_TEAM_CREATE_DENIED)
+    check_new_id(Team, id)
+    cleaned = clean_governance(governance, level_name="team", parent=organization)
+    team = Team(alias=alias, organization=organization)
+    if id is not None:
+        team.pk = id
+    save_governed(
+        team, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    )
+    for user, role in members:
+        team_member_set(actor=actor, team=team, user=user, role=role)
+    return team
+
+
+@transaction.atomic
+def team_update(
+    *, actor: ActorLike, team: Team, access_groups: Iterable[str] | None = None, **fields: Any
+) -> Team:
+    actor = as_actor(actor)
+    ensure_can(
+        team,
+        visible=teams_visible_to(actor),
+        managed=teams_governed_by(actor),
+        level_name="team",
+        message=MSG_TEAM_GOVERN_DENIED,
+    )
+    if "alias" in fields:
+        team.alias = fields.pop("alias")
+    if "organization" in fields and fields["organization"] != team.organization:
+        target = fields.pop("organization")
+        if target is not None:
+            ensure_can(
+                target,
+                visible=organizations_visible_to(actor),
+                managed=organizations_managed_by(actor),
+                level_name="organization",
+                message=MSG_TEAM_GOVERN_DENIED,
+            )
+        else:
+            ensure_allowed(actor.is_proxy_admin, MSG_TEAM_GOVERN_DENIED)
+        team.organization = target
+        # Re-check the team's own settings against its new organization.
+        for name in ("models", "max_budget", "rpm_limit", "tpm_limit"):
+            fields.setdefault(name, getattr(team, name))
+    fields.pop("organization", None)
+    cleaned = clean_governance(fields, level_name="team", parent=team.organization, current=team)
+    check_descendants_fit(team, cleaned)
+    save_governed(
+        team, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    )
+    return team
+
+
+@transaction.atomic
+def team_delete(*, actor: ActorLike, teams: Iterable[Team]) -> int:
+    actor = as_actor(actor)
+    teams = list(teams)
+    for team in teams:
+        ensure_can(
+            team,
+            visible=teams_visible_to(actor),
+            managed=teams_governed_by(actor),
+            level_name="team",
+            message=MSG_TEAM_GOVERN_DENIED,
+        )
+    for team in teams:
+        refuse_delete_with_children(team, team.projects.count(), "project(s)")
+        refuse_delete_with_children(team, team.keys.count(), "key(s)")
+    return Team.objects.filter(pk__in=[t.pk for t in teams]).delete()[0]
+
+
+def team_member_set(
+    *, actor: ActorLike, team: Team, user: User, role: str = TeamRole.MEMBER
+) -> TeamMembership:
+    """Add ``user`` to ``team`` with ``role`` (LiteLLM's ``user`` means member), or change it."""
+    actor = as_actor(actor)
+    ensure_can(
+        team,
+        visible=teams_visible_to(actor),
+        managed=teams_managed_by(actor),
+        level_name="team",
+        message=MSG_TEAM_MEMBERS_DENIED,
+    )
+    role = TeamRole.MEMBER if role == "user" else role
+    with transaction.atomic():
+        membership = TeamMembership.objects.filter(team=team, user=user).first() or TeamMembership(
+            team=team, user=user
+        )
+        membership.role = role
+        membership.full_clean()
+        membership.save()
+        _refresh_staff(user)
+    return membership
+
+
+def team_member_remove(*, actor: ActorLike, team: Team, user: User) -> None:
+    actor = as_actor(actor)
+    ensure_can(
+        team,
+        visible=teams_visible_to(actor),
+        managed=teams_managed_by(actor),
+        level_name="team",
+        message=MSG_TEAM_MEMBERS_DENIED,
+    )
+    with transaction.atomic():
+        deleted, _ = TeamMembership.objects.filter(team=team, user=user).delete()
+        if not deleted:
+            raise ValidationError(
+                {"user_id": [MSG_NOT_A_MEMBER.format(user=user.pk, level="team", label=team.alias)]}
+            )
+        _refresh_staff(user)
+
+
+# --- catalog and access groups -------------------------------------------------------------
+
+CATALOG_FIELDS = (
+    "name",
+    "mode",
+    "provider",
+    "upstream_model",
+    "api_base",
+    "api_key_env",
+    "input_cost_per_token",
+    "output_cost_per_token",
+    "max_output_tokens",
+)
+
+
+def _save_stamped(
+    instance: CatalogModel | AccessGroup,
+    *,
+    actor: Actor,
+    fields: Mapping[str, Any],
+    allowed: Iterable[str],
+) -> None:
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in unknown})
+    for name, value in fields.items():
+        setattr(instance, name, value)
+    if instance._state.adding:
+        instance.created_by = actor.label
+    instance.updated_by = actor.label
+    instance.full_clean()
+    instance.save()
+
+
+@transaction.atomic
+def catalog_model_create(*, actor: ActorLike, id: str | None = None, **fields: Any) -> CatalogModel:
+    actor = as_actor(actor)
+    ensure_allowed(
+        actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change the model catalog")
+    )
+    check_new_id(CatalogModel, id)
+    model = CatalogModel()
+    if id is not None:
+        model.pk = id
+    _save_stamped(model, actor=actor, fields=fields, allowed=CATALOG_FIELDS)
+    return model
+
+
+@transaction.atomic
+def catalog_model_update(*, actor: ActorLike, model: CatalogModel, **fields: Any) -> CatalogModel:
+    actor = as_actor(actor)
+    ensure_allowed(
+        actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change the model catalog")
+    )
+    _save_stamped(model, actor=actor, fields=fields, allowed=CATALOG_FIELDS)
+    return model
+
+
+@transaction.atomic
+def catalog_model_delete(*, actor: ActorLike, models: Iterable[CatalogModel]) -> int:
+    actor = as_actor(actor)
+    ensure_allowed(
+        actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change the model catalog")
+    )
+    return CatalogModel.objects.filter(pk__in=[m.pk for m in models]).delete()[0]
+
+
+@transaction.atomic
+def access_group_create(*, actor: ActorLike, id: str | None = None, **fields: Any) -> AccessGroup:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change access groups"))
+    check_new_id(AccessGroup, id)
+    group = AccessGroup()
+    if id is not None:
+        group.pk = id
+    if "models" in fields:
+        fields["models"] = clean_governance(
+            {"models": fields["models"]}, level_name="access group", parent=None
+        )["models"]
+    _save_stamped(
+        group,
+        actor=actor,
+        fields=fields,
+        allowed=("name", "description", "models", "mcp_servers", "agents"),
+    )
+    return group
+
+
+@transaction.atomic
+def access_group_update(*, actor: ActorLike, group: AccessGroup, **fields: Any) -> AccessGroup:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change access groups"))
+    if "models" in fields:
+        fields["models"] = clean_governance(
+            {"models": fields["models"]}, level_name="access group", parent=None
+        )["models"]
+    _save_stamped(
+        group,
+        actor=actor,
+        fields=fields,
+        allowed=("name", "description", "models", "mcp_servers", "agents"),
+    )
+    return group
+
+
+@transaction.atomic
+def access_group_delete(*, actor: ActorLike, groups: Iterable[AccessGroup]) -> int:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change access groups"))
+    return AccessGroup.objects.filter(pk__in=[g.pk for g in groups]).delete()[0]

@@ -1,0 +1,144 @@
+"""Writes of projects and the UI settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+
+from hierarchy.access import ensure_allowed, ensure_can
+from hierarchy.actors import ActorLike, as_actor
+from hierarchy.governance import check_descendants_fit, clean_governance
+from hierarchy.models import Team
+from hierarchy.selectors import teams_managed_by, teams_visible_to
+from hierarchy.services import check_new_id, resolve_access_groups, save_governed
+from projects.models import Project, UISettings
+from projects.selectors import projects_managed_by, projects_visible_to, ui_settings_get
+
+MSG_CREATE_DENIED = "Only admins or team admins can create projects."
+MSG_CHANGE_DENIED = "Only admins or team admins can change projects."
+MSG_MOVE_DENIED = "Moving a project needs admin rights on both teams."
+MSG_MOVE_WITH_KEYS = (
+    "Cannot move project {project} to another team. {count} key(s) are associated with it."
+)
+MSG_DELETE_WITH_KEYS = (
+    "Cannot delete project {project}. {count} key(s) are associated with it. "
+    "Please delete or reassign the keys first."
+)
+MSG_UI_SETTINGS_DENIED = "Only proxy admins can change the UI settings."
+
+
+@transaction.atomic
+def project_create(
+    *,
+    actor: ActorLike,
+    team: Team,
+    alias: str,
+    description: str = "",
+    id: str | None = None,
+    access_groups: Iterable[str] | None = None,
+    **governance: Any,
+) -> Project:
+    actor = as_actor(actor)
+    ensure_can(
+        team,
+        visible=teams_visible_to(actor),
+        managed=teams_managed_by(actor),
+        level_name="team",
+        message=MSG_CREATE_DENIED,
+    )
+    check_new_id(Project, id)
+    cleaned = clean_governance(governance, level_name="project", parent=team)
+    project = Project(team=team, alias=alias, description=description or "")
+    if id is not None:
+        project.pk = id
+    save_governed(
+        project, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    )
+    return project
+
+
+def project_check_move(project: Project) -> None:
+    """A project that has keys cannot change team (Decision 5)."""
+    keys = project.keys.count()
+    if keys:
+        raise ValidationError(
+            {"team": [MSG_MOVE_WITH_KEYS.format(project=project.label, count=keys)]}
+        )
+
+
+@transaction.atomic
+def project_update(
+    *,
+    actor: ActorLike,
+    project: Project,
+    access_groups: Iterable[str] | None = None,
+    **fields: Any,
+) -> Project:
+    """Change a project. Omitted fields stay; a move needs admin rights on both teams."""
+    actor = as_actor(actor)
+    ensure_can(
+        project,
+        visible=projects_visible_to(actor),
+        managed=projects_managed_by(actor),
+        level_name="project",
+        message=MSG_CHANGE_DENIED,
+    )
+    target = fields.pop("team", project.team)
+    if target.pk != project.team_id:
+        ensure_can(
+            target,
+            visible=teams_visible_to(actor),
+            managed=teams_managed_by(actor),
+            level_name="team",
+            message=MSG_MOVE_DENIED,
+        )
+        project_check_move(project)
+        project.team = target
+        for name in ("models", "max_budget", "rpm_limit", "tpm_limit"):
+            fields.setdefault(name, getattr(project, name))
+    for name in ("alias", "description"):
+        if name in fields:
+            setattr(project, name, fields.pop(name) or "")
+    cleaned = clean_governance(fields, level_name="project", parent=target, current=project)
+    check_descendants_fit(project, cleaned)
+    save_governed(
+        project, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    )
+    return project
+
+
+@transaction.atomic
+def project_delete(*, actor: ActorLike, projects: Iterable[Project]) -> int:
+    """Delete all of ``projects`` or none: every one is checked before any is deleted."""
+    actor = as_actor(actor)
+    projects = list(projects)
+    for project in projects:
+        ensure_can(
+            project,
+            visible=projects_visible_to(actor),
+            managed=projects_managed_by(actor),
+            level_name="project",
+            message=MSG_CHANGE_DENIED,
+        )
+    errors = [
+        MSG_DELETE_WITH_KEYS.format(project=project.pk, count=count)
+        for project in projects
+        if (count := project.keys.count())
+    ]
+    if errors:
+        raise ValidationError(errors, code="protected")
+    return Project.objects.filter(pk__in=[p.pk for p in projects]).delete()[0]
+
+
+def ui_settings_update(*, actor: ActorLike, enable_projects_ui: bool) -> UISettings:
+    actor = as_actor(actor)
+    ensure_allowed(actor.is_proxy_admin, MSG_UI_SETTINGS_DENIED)
+    settings = ui_settings_get()
+    settings.enable_projects_ui = bool(enable_projects_ui)
+    settings.updated_by = actor.label
+    settings.full_clean()
+    settings.save()
+    return settings
