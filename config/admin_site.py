@@ -15,7 +15,9 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, URLResolver, path, reverse
+
+from hierarchy.actors import as_actor
 
 Selector = Callable[[Any], QuerySet]
 
@@ -25,7 +27,7 @@ class GatehouseAdminSite(admin.AdminSite):
     site_title = "Gatehouse admin"
     index_title = "Control plane"
 
-    def get_urls(self) -> list[URLPattern]:  # type: ignore[override]
+    def get_urls(self) -> list[URLResolver | URLPattern]:
         from projects.admin_views import ui_settings_view
 
         return [
@@ -37,8 +39,8 @@ class GatehouseAdminSite(admin.AdminSite):
         self, request: HttpRequest, app_label: str | None = None
     ) -> list[dict[str, Any]]:
         app_list = super().get_app_list(request, app_label)
-        user = request.user
-        if app_label is None and getattr(user, "can_read_everything", False):
+        actor = as_actor(request.user)
+        if app_label is None and actor.can_read_everything:
             url = reverse("admin:ui_settings", current_app=self.name)
             app_list.append(
                 {
@@ -52,8 +54,8 @@ class GatehouseAdminSite(admin.AdminSite):
                             "object_name": "UISettings",
                             "admin_url": url,
                             "add_url": None,
-                            "view_only": not user.is_proxy_admin,  # type: ignore[union-attr]
-                            "perms": {"view": True, "change": user.is_proxy_admin},  # type: ignore[union-attr]
+                            "view_only": not actor.is_proxy_admin,
+                            "perms": {"view": True, "change": actor.is_proxy_admin},
                         }
                     ],
                 }

@@ -1,4 +1,7 @@
-"""One port, one ASGI entry (Decision 14): gateway paths to the lean gateway app, the rest to Django."""
+"""One port, one ASGI entry (Decision 14).
+
+Gateway paths go to the lean gateway app, everything else to Django.
+"""
 
 from __future__ import annotations
 
@@ -17,4 +20,4 @@ from gateway.app import Receive, Scope, Send, gateway_app, is_gateway_path  # no
 async def application(scope: Scope, receive: Receive, send: Send) -> Any:
     if scope["type"] == "http" and is_gateway_path(scope["path"]):
         return await gateway_app(scope, receive, send)
-    return await django_app(scope, receive, send)
+    return await django_app(scope, receive, send)  # type: ignore[arg-type]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
@@ -57,7 +57,7 @@ from hierarchy.services import (
     user_update,
 )
 
-GOVERNANCE_FIELDSET = (
+GOVERNANCE_FIELDSET: Any = (
     "Budget and limits",
     {"fields": ("max_budget", "soft_budget", "budget_duration", "rpm_limit", "tpm_limit")},
 )
@@ -82,9 +82,10 @@ class MembershipFormSet(BaseInlineFormSet):
         parent = {self.parent_keyword: self.instance}
         saved = []
         for form in self.forms:
-            if not form.has_changed() and not self._should_delete_form(form):
+            deleting = self.can_delete and form.cleaned_data.get("DELETE", False)
+            if not form.has_changed() and not deleting:
                 continue
-            if self._should_delete_form(form):
+            if deleting:
                 if form.instance.pk:
                     type(self).member_remove(actor=actor, user=form.instance.user, **parent)
                 continue
@@ -118,7 +119,7 @@ class MembershipInline(admin.TabularInline):
 
     def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         formset = super().get_formset(request, obj, **kwargs)
-        formset.request_user = request.user
+        formset.request_user = request.user  # type: ignore[attr-defined]
         return formset
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -190,7 +191,10 @@ class OrganizationAdmin(GovernedAdmin):
     inlines = (OrganizationMembershipInline,)
     list_display = ("alias", "models_display", "spend_budget", "teams_count", "blocked")
     search_fields = ("alias", "id")
-    fieldsets = ((None, {"fields": ("alias", "models", "blocked")}), GOVERNANCE_FIELDSET)
+    fieldsets: ClassVar[Any] = (
+        (None, {"fields": ("alias", "models", "blocked")}),
+        GOVERNANCE_FIELDSET,
+    )
 
     def scope_queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return queryset.annotate(teams_count=Count("teams", distinct=True))
@@ -299,7 +303,7 @@ class TeamAdmin(GovernedAdmin):
     list_select_related = ("organization",)
     list_filter = (("organization", admin.RelatedOnlyFieldListFilter), "blocked")
     search_fields = ("alias", "id")
-    fieldsets = (
+    fieldsets: ClassVar[Any] = (
         (None, {"fields": ("alias", "organization", "models", "blocked")}),
         GOVERNANCE_FIELDSET,
     )
@@ -380,7 +384,7 @@ class UserAdmin(ScopedModelAdmin, DjangoUserAdmin):
     list_filter = ("role", "is_staff", "is_active")
     search_fields = ("username", "email", "id")
     ordering = ("username",)
-    fieldsets = (
+    fieldsets: ClassVar[Any] = (
         (None, {"fields": ("username", "password")}),
         ("Person", {"fields": ("first_name", "last_name", "email")}),
         ("Access", {"fields": ("role", "is_active")}),

@@ -20,7 +20,8 @@ class ModelListField(forms.CharField):
         kwargs.setdefault("required", False)
         kwargs.setdefault(
             "help_text",
-            "Comma-separated names, wildcards (openai/*) or access groups. Empty: all the parent allows.",
+            "Comma-separated names, wildcards (openai/*) or access groups. "
+            "Empty: all the parent allows.",
         )
         super().__init__(**kwargs)
 
@@ -48,7 +49,7 @@ class GovernedForm(forms.ModelForm):
         return None
 
     def clean(self) -> dict[str, Any]:
-        cleaned_data = super().clean()
+        cleaned_data = super().clean() or {}
         if self.errors:
             return cleaned_data
         values = {

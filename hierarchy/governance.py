@@ -352,12 +352,12 @@ def clean_governance(
         return getattr(current, name, None) if current is not None else None
 
     soft, ceiling = final("soft_budget"), final("max_budget")
-    if "soft_budget" not in errors.by_field and "max_budget" not in errors.by_field:
-        if soft is not None and ceiling is not None and soft >= ceiling:
-            errors.add(
-                "soft_budget",
-                MSG_SOFT_BUDGET_NOT_BELOW_MAX.format(soft=_fmt(soft), max=_fmt(ceiling)),
-            )
+    money_ok = "soft_budget" not in errors.by_field and "max_budget" not in errors.by_field
+    if money_ok and soft is not None and ceiling is not None and soft >= ceiling:
+        errors.add(
+            "soft_budget",
+            MSG_SOFT_BUDGET_NOT_BELOW_MAX.format(soft=_fmt(soft), max=_fmt(ceiling)),
+        )
 
     if parent is not None:
         for name in INHERITED_CEILINGS:

@@ -14,8 +14,6 @@ from django.db.models import F, Q
 
 from hierarchy.ids import new_public_id, public_id_validator
 
-MONEY = {"max_digits": 21, "decimal_places": 9}
-
 
 def public_id_field() -> db.CharField:
     return db.CharField(
@@ -55,14 +53,17 @@ class Governed(db.Model):
     models = db.JSONField(
         default=list,
         blank=True,
-        help_text="Model names, wildcards (openai/*) or access groups. Empty: all the parent allows.",
+        help_text="Model names, wildcards (openai/*) or access groups. "
+        "Empty: all the parent allows.",
     )
     access_groups = db.ManyToManyField("hierarchy.AccessGroup", blank=True, related_name="+")
     max_budget = db.DecimalField(
-        **MONEY, null=True, blank=True, help_text="USD; empty = unlimited."
+        max_digits=21, decimal_places=9, null=True, blank=True, help_text="USD; empty = unlimited."
     )
-    soft_budget = db.DecimalField(**MONEY, null=True, blank=True, help_text="USD; alert threshold.")
-    spend = db.DecimalField(**MONEY, default=0, editable=False)
+    soft_budget = db.DecimalField(
+        max_digits=21, decimal_places=9, null=True, blank=True, help_text="USD; alert threshold."
+    )
+    spend = db.DecimalField(max_digits=21, decimal_places=9, default=0, editable=False)
     model_spend = db.JSONField(default=dict, blank=True, editable=False)
     budget_duration = db.CharField(
         max_length=16, blank=True, help_text="Budget period: 30s, 30m, 24h, 7d, 1w or 1mo."

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Q, QuerySet
 
 from hierarchy.actors import ActorLike, as_actor
@@ -23,13 +25,13 @@ from hierarchy.models import (
 )
 
 
-def _admin_org_ids(user: User) -> QuerySet[OrganizationMembership]:
+def _admin_org_ids(user: User) -> QuerySet[OrganizationMembership, Any]:
     return OrganizationMembership.objects.filter(user=user, role=OrganizationRole.ORG_ADMIN).values(
         "organization_id"
     )
 
 
-def _team_ids(user: User, *, admin_only: bool = False) -> QuerySet[TeamMembership]:
+def _team_ids(user: User, *, admin_only: bool = False) -> QuerySet[TeamMembership, Any]:
     memberships = TeamMembership.objects.filter(user=user)
     if admin_only:
         memberships = memberships.filter(role=TeamRole.ADMIN)

@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from hierarchy.access import ensure_allowed, ensure_can
@@ -62,9 +63,7 @@ MSG_UNKNOWN_ACCESS_GROUPS = "Unknown access groups: {names}."
 # --- shared helpers (used by the projects and keys services too) ----------------------------
 
 
-def check_new_id(
-    model: type[Governed] | type[CatalogModel] | type[AccessGroup], pk: str | None
-) -> None:
+def check_new_id(model: type[Model], pk: str | None) -> None:
     """Caller-chosen ids (Decision 1): right shape and not taken."""
     if pk is None:
         return
@@ -72,7 +71,7 @@ def check_new_id(
         public_id_validator(pk)
     except ValidationError as error:
         raise ValidationError({"id": error.messages}) from None
-    if model.objects.filter(pk=pk).exists():
+    if model._default_manager.filter(pk=pk).exists():
         raise ValidationError({"id": [MSG_ID_TAKEN.format(id=pk)]})
 
 

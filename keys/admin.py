@@ -81,10 +81,7 @@ class VirtualKeyAdmin(GovernedAdmin):
         return key_list(request.user).filter(pk__in=queryset.values("pk"))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        user = request.user
-        return self.has_module_permission(request) and (
-            user.is_proxy_admin or teams_managed_by(user).exists()
-        )
+        return self.has_module_permission(request) and teams_managed_by(request.user).exists()
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

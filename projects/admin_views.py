@@ -11,6 +11,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from hierarchy.actors import as_actor
 from projects.models import UISettings
 from projects.selectors import ui_settings_get
 from projects.services import ui_settings_update
@@ -27,10 +28,10 @@ class UISettingsForm(forms.Form):
 
 
 def ui_settings_view(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    if not getattr(user, "can_read_everything", False):
+    actor = as_actor(request.user)
+    if not actor.can_read_everything:
         raise PermissionDenied
-    can_change = user.is_proxy_admin
+    can_change = actor.is_proxy_admin
     settings = ui_settings_get()
     if request.method == "POST":
         if not can_change:
@@ -38,9 +39,9 @@ def ui_settings_view(request: HttpRequest) -> HttpResponse:
         form = UISettingsForm(request.POST)
         if form.is_valid():
             enabled = form.cleaned_data["enable_projects_ui"]
-            ui_settings_update(actor=user, enable_projects_ui=enabled)
+            ui_settings_update(actor=actor, enable_projects_ui=enabled)
             LogEntry.objects.log_actions(
-                user_id=user.pk,
+                user_id=str(request.user.pk),
                 queryset=[settings],
                 action_flag=CHANGE,
                 change_message=f"Projects {'enabled' if enabled else 'disabled'}",

@@ -129,5 +129,6 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Admin:    {base}/admin/"))
         self.stdout.write(f"Login:    {DEMO_ADMIN} / {password}")
         self.stdout.write(
-            f"Demo key: {plaintext}  (project flight-search-assistant; shown once, rotated on every run)"
+            f"Demo key: {plaintext}  "
+            "(project flight-search-assistant; shown once, rotated on every run)"
         )
