@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 
-django_app = get_asgi_application()
+# The admin's CSS and JS come from the apps' static folders: no collectstatic step, no CDN.
+django_app = ASGIStaticFilesHandler(get_asgi_application())
 
 from gateway.app import Receive, Scope, Send, gateway_app, is_gateway_path  # noqa: E402
 

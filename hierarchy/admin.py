@@ -80,24 +80,30 @@ class MembershipFormSet(BaseInlineFormSet):
     def save(self, commit: bool = True) -> list[Model]:
         actor = self.request_user  # type: ignore[attr-defined]
         parent = {self.parent_keyword: self.instance}
-        saved = []
+        # What the admin's history message reads.
+        self.new_objects: list[Model] = []
+        self.changed_objects: list[tuple[Model, list[str]]] = []
+        self.deleted_objects: list[Model] = []
         for form in self.forms:
             deleting = self.can_delete and form.cleaned_data.get("DELETE", False)
-            if not form.has_changed() and not deleting:
-                continue
             if deleting:
                 if form.instance.pk:
                     type(self).member_remove(actor=actor, user=form.instance.user, **parent)
+                    self.deleted_objects.append(form.instance)
                 continue
-            saved.append(
-                type(self).member_set(
-                    actor=actor,
-                    user=form.cleaned_data["user"],
-                    role=form.cleaned_data["role"],
-                    **parent,
-                )
+            if not form.has_changed():
+                continue
+            membership = type(self).member_set(
+                actor=actor,
+                user=form.cleaned_data["user"],
+                role=form.cleaned_data["role"],
+                **parent,
             )
-        return saved
+            if form.instance.pk:
+                self.changed_objects.append((membership, form.changed_data))
+            else:
+                self.new_objects.append(membership)
+        return [*self.new_objects, *(obj for obj, _ in self.changed_objects)]
 
 
 class TeamMembershipFormSet(MembershipFormSet):

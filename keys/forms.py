@@ -69,6 +69,8 @@ class KeyGenerateForm(GovernedForm):
                     project=project.pk, project_team=project.team_id, team=team.pk
                 ),
             )
+        if project is not None and team is None:
+            cleaned_data["team"] = project.team  # a project's key is in the project's team
         duration = cleaned_data.get("duration")
         if duration:
             try:

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+
+from hierarchy.models import Team, TeamMembership, User
+from tests.factories import TeamFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def inline_post(team: Team, rows: list[dict], **fields: str) -> dict:
+    data = {
+        "alias": team.alias,
+        "organization": team.organization_id or "",
+        "models": ", ".join(team.models),
+        "memberships-TOTAL_FORMS": str(len(rows)),
+        "memberships-INITIAL_FORMS": str(sum(1 for r in rows if r.get("id"))),
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+        **fields,
+    }
+    for i, row in enumerate(rows):
+        for name, value in row.items():
+            data[f"memberships-{i}-{name}"] = value
+        data[f"memberships-{i}-team"] = team.pk
+    return data
+
+
+def test_a_team_admin_adds_changes_and_removes_members(client, team, make_team_admin):  # type: ignore[no-untyped-def]
+    client.force_login(make_team_admin(team))
+    newcomer = UserFactory()
+    url = reverse("admin:hierarchy_team_change", args=[team.pk])
+    admin_row = TeamMembership.objects.get(team=team)
+    rows = [
+        {"id": admin_row.pk, "user": admin_row.user_id, "role": "admin"},
+        {"user": newcomer.pk, "role": "admin"},
+    ]
+    response = client.post(url, inline_post(team, rows))
+    assert response.status_code == 302, response.context and response.context["errors"]
+    newcomer.refresh_from_db()
+    assert TeamMembership.objects.get(team=team, user=newcomer).role == "admin"
+    assert newcomer.is_staff is True
+
+    membership = TeamMembership.objects.get(team=team, user=newcomer)
+    rows = [
+        {"id": admin_row.pk, "user": admin_row.user_id, "role": "admin"},
+        {"id": membership.pk, "user": newcomer.pk, "role": "admin", "DELETE": "on"},
+    ]
+    assert client.post(url, inline_post(team, rows)).status_code == 302
+    newcomer.refresh_from_db()
+    assert not TeamMembership.objects.filter(user=newcomer).exists()
+    assert newcomer.is_staff is False
+
+
+def test_a_team_admin_cannot_change_their_teams_budget(client, team, make_team_admin):  # type: ignore[no-untyped-def]
+    client.force_login(make_team_admin(team))
+    url = reverse("admin:hierarchy_team_change", args=[team.pk])
+    page = client.get(url)
+    assert "max_budget" not in page.context["adminform"].form.fields
+    admin_row = TeamMembership.objects.get(team=team)
+    rows = [{"id": admin_row.pk, "user": admin_row.user_id, "role": "admin"}]
+    client.post(url, inline_post(team, rows, max_budget="99999"))
+    team.refresh_from_db()
+    assert team.max_budget == 100
+
+
+def test_a_team_admin_sees_only_their_teams(client, team, make_team_admin):  # type: ignore[no-untyped-def]
+    other = TeamFactory(alias="elsewhere")
+    client.force_login(make_team_admin(team))
+    page = client.get("/admin/hierarchy/team/").content.decode()
+    assert team.alias in page and "elsewhere" not in page
+    assert client.get(reverse("admin:hierarchy_team_change", args=[other.pk])).status_code == 404
+    assert client.get("/admin/hierarchy/user/").status_code == 403
+
+
+def test_proxy_admin_creates_a_user_with_a_role_and_password(client, proxy_admin):  # type: ignore[no-untyped-def]
+    client.force_login(proxy_admin)
+    response = client.post(
+        "/admin/hierarchy/user/add/",
+        {
+            "username": "viewer1",
+            "email": "v@example.com",
+            "role": "proxy_admin_viewer",
+            "password1": "a-long-pass-9876",
+            "password2": "a-long-pass-9876",
+            "usable_password": "true",
+        },
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    user = User.objects.get(username="viewer1")
+    assert (
+        user.role == "proxy_admin_viewer"
+        and user.is_staff
+        and user.check_password("a-long-pass-9876")
+    )
+    assert user.created_by == str(proxy_admin.pk)
+
+
+def test_users_without_an_admin_role_cannot_log_in_to_the_admin(client):  # type: ignore[no-untyped-def]
+    user = UserFactory()
+    client.force_login(user)
+    assert client.get("/admin/").status_code == 302
