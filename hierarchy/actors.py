@@ -18,6 +18,7 @@ class Actor:
     user: User | None = None
     key_id: str | None = None
     system: bool = False
+    master_key: bool = False
 
     @property
     def label(self) -> str:
@@ -26,7 +27,15 @@ class Actor:
             return f"key:{self.key_id}"
         if self.user is not None:
             return str(self.user.pk)
-        return "system"
+        return "master_key" if self.master_key else "system"
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.system or self.user is not None or self.key_id is not None
+
+    @property
+    def pk(self) -> str:
+        return self.label
 
     @property
     def is_proxy_admin(self) -> bool:
@@ -38,6 +47,7 @@ class Actor:
 
 
 SYSTEM = Actor(system=True)
+MASTER_KEY = Actor(system=True, master_key=True)
 
 ActorLike = Union["User", "AnonymousUser", Actor]
 

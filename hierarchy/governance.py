@@ -42,6 +42,8 @@ MSG_MODELS_USED_BY_CHILD = "Cannot remove models still used by {level} '{label}'
 MSG_LIMIT_BELOW_CHILD = "Cannot set {field} ({value}) below {level} '{label}' ({child_value})."
 
 MONEY_FIELDS = ("max_budget", "soft_budget")
+MONEY_STEP = Decimal("0.000000001")  # the database keeps 9 decimal places
+MONEY_CEILING = Decimal(10) ** 12
 LIMIT_FIELDS = ("rpm_limit", "tpm_limit")
 INHERITED_CEILINGS = ("max_budget", "rpm_limit", "tpm_limit")
 GOVERNANCE_FIELDS = (
@@ -63,7 +65,7 @@ GOVERNANCE_FIELDS = (
 
 
 def parse_duration(value: str) -> tuple[int, str]:
-    match = DURATION_RE.match(value or "")
+    match = DURATION_RE.fullmatch(value or "")
     if not match or int(match.group(1)) == 0:
         raise ValidationError(MSG_DURATION_INVALID.format(value=value), code="invalid_duration")
     return int(match.group(1)), match.group(2)
@@ -208,9 +210,12 @@ def to_money(value: Any, field_name: str) -> Decimal | None:
         amount = Decimal(str(value))
     except (InvalidOperation, ValueError):
         raise ValidationError(message, code="invalid") from None
-    if not amount.is_finite() or amount < 0 or amount >= Decimal(10) ** 12:
+    if not amount.is_finite() or amount < 0 or amount >= MONEY_CEILING:
         raise ValidationError(message, code="invalid")
-    return amount.quantize(Decimal("0.000000001"))
+    amount = amount.quantize(MONEY_STEP)
+    if amount >= MONEY_CEILING:
+        raise ValidationError(message, code="invalid")
+    return amount
 
 
 def to_limit(value: Any, field_name: str) -> int | None:

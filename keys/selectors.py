@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db.models import Q, QuerySet
+from django.utils import timezone
 
 from hierarchy.actors import ActorLike, as_actor
 from hierarchy.selectors import teams_managed_by
@@ -34,3 +35,29 @@ def keys_managed_by(actor: ActorLike) -> QuerySet[VirtualKey]:
 
 def key_list(actor: ActorLike) -> QuerySet[VirtualKey]:
     return keys_visible_to(actor).select_related("project", "team", "user")
+
+
+MSG_KEY_INVALID = "Invalid API key."
+MSG_KEY_BLOCKED = "This key is blocked."
+MSG_KEY_EXPIRED = "This key expired at {expires}."
+MSG_KEY_USER_INACTIVE = "This key's user is deactivated."
+
+
+class KeyRejected(Exception):
+    """A presented key that must not authenticate; the message says why."""
+
+
+def key_by_plaintext(plaintext: str) -> VirtualKey:
+    """The key for a presented secret (one indexed lookup by its SHA-256), if usable now."""
+    from keys.services import hash_key
+
+    key = VirtualKey.objects.select_related("user").filter(token_hash=hash_key(plaintext)).first()
+    if key is None:
+        raise KeyRejected(MSG_KEY_INVALID)
+    if key.blocked:
+        raise KeyRejected(MSG_KEY_BLOCKED)
+    if key.expires is not None and key.expires <= timezone.now():
+        raise KeyRejected(MSG_KEY_EXPIRED.format(expires=key.expires.isoformat()))
+    if key.user is not None and not key.user.is_active:
+        raise KeyRejected(MSG_KEY_USER_INACTIVE)
+    return key

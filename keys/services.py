@@ -130,6 +130,8 @@ def key_generate(
 ) -> tuple[VirtualKey, str]:
     """Create a key and return it with its plaintext, which is never stored or shown again."""
     actor = as_actor(actor)
+    if user is None and project is None and team is None and not actor.is_proxy_admin:
+        user = actor.user  # a personal key for the caller
     key_team, parent = _resolve_placement(actor, project=project, team=team, user=user)
     check_new_id(VirtualKey, id)
     cleaned = clean_governance(governance, level_name="key", parent=parent)

@@ -133,9 +133,13 @@ def project_delete(*, actor: ActorLike, projects: Iterable[Project]) -> int:
     return Project.objects.filter(pk__in=[p.pk for p in projects]).delete()[0]
 
 
+def ui_settings_ensure_can_change(actor: ActorLike) -> None:
+    ensure_allowed(as_actor(actor).is_proxy_admin, MSG_UI_SETTINGS_DENIED)
+
+
 def ui_settings_update(*, actor: ActorLike, enable_projects_ui: bool) -> UISettings:
     actor = as_actor(actor)
-    ensure_allowed(actor.is_proxy_admin, MSG_UI_SETTINGS_DENIED)
+    ui_settings_ensure_can_change(actor)
     settings = ui_settings_get()
     settings.enable_projects_ui = bool(enable_projects_ui)
     settings.updated_by = actor.label
