@@ -9,4 +9,5 @@ urlpatterns = [
     path("ui/", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/", include("config.api_urls")),
+    path("", include("config.litellm_urls")),
 ]

@@ -15,10 +15,13 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 GATEWAY_PREFIXES = ("/v1/", "/health/", "/chat/completions", "/embeddings", "/models")
+MANAGEMENT_UNDER_V1 = ("/v1/model/",)  # LiteLLM's /v1/model/info is a management endpoint
 
 
 def is_gateway_path(path: str) -> bool:
     """Paths the gateway owns (Decision 14); everything else is Django's."""
+    if path.startswith(MANAGEMENT_UNDER_V1):
+        return False
     return path.startswith(GATEWAY_PREFIXES) or path in ("/v1", "/health")
 
 

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Model, QuerySet
 
 
 class NotFound(ObjectDoesNotExist):
-    """Raised by services for an object the caller may not see (the API answers 404)."""
+    """Raised for an object the caller may not see (the API answers 404)."""
 
 
 def not_found_message(level_name: str, pk: object) -> str:
     return f"{level_name.capitalize()} not found, {level_name}_id={pk}"
+
+
+def get_visible(visible: QuerySet, pk: Any, level_name: str) -> Any:
+    """The object with ``pk`` among ``visible``, or NotFound naming the id."""
+    obj = visible.filter(pk=pk).first() if isinstance(pk, str) and pk else None
+    if obj is None:
+        raise NotFound(not_found_message(level_name, pk))
+    return obj
 
 
 def ensure_visible(obj: Model, visible: QuerySet, level_name: str) -> None:

@@ -22,6 +22,7 @@ from config.api_fields import (
     GovernedOutput,
     id_field,
 )
+from hierarchy.access import get_visible
 from hierarchy.filters import (
     AccessGroupFilter,
     CatalogModelFilter,
@@ -291,7 +292,9 @@ class CrudViewSet(
 
 def _resolve_organization(actor: Any, values: dict[str, Any]) -> None:
     if "organization" in values and values["organization"] is not None:
-        values["organization"] = organizations_visible_to(actor).get(pk=values["organization"])
+        values["organization"] = get_visible(
+            organizations_visible_to(actor), values["organization"], "organization"
+        )
 
 
 class UserViewSet(CrudViewSet):
@@ -329,11 +332,11 @@ class MembersMixin:
         parent = view.get_object()
         if request.method == "DELETE":
             values = view.validated(request, "members_delete")
-            user = users_visible_to(view.actor).get(pk=values["user"])
+            user = get_visible(users_visible_to(view.actor), values["user"], "user")
             type(self).member_remove(actor=view.actor, user=user, **{self.parent_keyword: parent})
             return Response(status=status.HTTP_204_NO_CONTENT)
         values = view.validated(request, "members")
-        user = users_visible_to(view.actor).get(pk=values["user"])
+        user = get_visible(users_visible_to(view.actor), values["user"], "user")
         role = values.get("role") or "member"
         membership = type(self).member_set(
             actor=view.actor, user=user, role=role, **{self.parent_keyword: parent}

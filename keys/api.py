@@ -18,6 +18,7 @@ from config.api_fields import (
     GovernedOutput,
     id_field,
 )
+from hierarchy.access import get_visible
 from hierarchy.api import CrudViewSet
 from hierarchy.models import Role
 from hierarchy.selectors import teams_managed_by, teams_visible_to, users_visible_to
@@ -106,12 +107,13 @@ class KeyViewSet(CrudViewSet):
     def _resolve(self, values: dict[str, Any]) -> None:
         """Ids in the body become objects the caller can see (404 otherwise)."""
         actor = self.actor
-        if values.get("project") is not None:
-            values["project"] = projects_visible_to(actor).get(pk=values["project"])
-        if values.get("team") is not None:
-            values["team"] = teams_visible_to(actor).get(pk=values["team"])
-        if values.get("user") is not None:
-            values["user"] = users_visible_to(actor).get(pk=values["user"])
+        for name, visible in (
+            ("project", projects_visible_to),
+            ("team", teams_visible_to),
+            ("user", users_visible_to),
+        ):
+            if values.get(name) is not None:
+                values[name] = get_visible(visible(actor), values[name], name)
 
     def with_secret(self, key: VirtualKey, plaintext: str, status_code: int) -> Response:
         context = {**self.get_serializer_context(), "plaintext": plaintext}

@@ -17,6 +17,7 @@ from config.api_fields import (
     GovernedOutput,
     id_field,
 )
+from hierarchy.access import get_visible
 from hierarchy.api import CrudViewSet
 from hierarchy.selectors import teams_managed_by, teams_visible_to
 from projects.filters import ProjectFilter
@@ -67,7 +68,7 @@ class ProjectViewSet(CrudViewSet):
 
     def _team(self, values: dict[str, Any]) -> None:
         if "team" in values:
-            values["team"] = teams_visible_to(self.actor).get(pk=values["team"])
+            values["team"] = get_visible(teams_visible_to(self.actor), values["team"], "team")
 
     def create_object(self, values: dict[str, Any]) -> Project:
         self._team(values)
