@@ -55,7 +55,7 @@ class GovernedForm(forms.ModelForm):
         values = {
             n: cleaned_data[n] for n in GOVERNANCE_FIELDS if n in cleaned_data and n in self.fields
         }
-        current = self.instance if self.instance.pk else None
+        current = None if self.instance._state.adding else self.instance
         try:
             normalised = clean_governance(
                 values, level_name=self.level_name, parent=self.governance_parent(), current=current

@@ -167,7 +167,7 @@ class ModelScope:
 def explicit_models(level: Governed) -> list[str]:
     """A level's own list: its models plus the names of its attached access groups."""
     entries = list(level.models or [])
-    if level.pk is not None:
+    if not level._state.adding:
         entries += [group.name for group in level.access_groups.all()]
     return entries
 
@@ -295,11 +295,14 @@ def clean_governance(
     parent: Governed | None,
     current: Governed | None = None,
     catalog: Catalog | None = None,
+    access_groups: list[str] | None = None,
 ) -> dict[str, Any]:
     """Validate the governance fields given in ``values`` and return them normalised.
 
     Fields absent from ``values`` keep ``current``'s value for the cross-field checks
-    (soft < max, within the parent). Raises one ValidationError naming every bad field.
+    (soft < max, within the parent); ``access_groups`` are the names of groups being
+    attached, checked against the parent like models. Raises one ValidationError naming
+    every bad field.
     """
     errors = _Errors()
     cleaned: dict[str, Any] = {}
@@ -382,16 +385,42 @@ def clean_governance(
                     ),
                 )
 
-    if "models" in cleaned and parent is not None:
+    if parent is not None and ("models" in cleaned or access_groups):
         scope = model_scope(parent, catalog)
-        for entry in cleaned["models"]:
-            if not scope.covers(entry):
-                errors.add(
-                    "models", MSG_MODEL_NOT_IN_PARENT.format(model=entry, parent=parent.level_name)
-                )
+        checked = (("models", cleaned.get("models", [])), ("access_groups", access_groups or []))
+        for name, entries in checked:
+            for entry in entries:
+                if not scope.covers(entry):
+                    errors.add(
+                        name, MSG_MODEL_NOT_IN_PARENT.format(model=entry, parent=parent.level_name)
+                    )
 
     errors.raise_if_any()
     return cleaned
+
+
+def governed_models() -> list[type[Governed]]:
+    return [
+        apps.get_model("hierarchy", "Organization"),
+        apps.get_model("hierarchy", "Team"),
+        apps.get_model("projects", "Project"),
+        apps.get_model("keys", "VirtualKey"),
+        apps.get_model("hierarchy", "User"),
+    ]
+
+
+def levels_using_access_group(group: AccessGroup) -> list[Governed]:
+    """Levels that attach ``group`` or name it in their models (or in another group's)."""
+    users: list[Governed] = []
+    for model in governed_models():
+        attached = model._default_manager.filter(access_groups=group)
+        named = [
+            level
+            for level in model._default_manager.filter(models__icontains=group.name)
+            if group.name in (level.models or [])
+        ]
+        users.extend({level.pk: level for level in [*attached, *named]}.values())
+    return users
 
 
 # --- descendants -----------------------------------------------------------------------------
@@ -399,7 +428,7 @@ def clean_governance(
 
 def descendants(level: Governed) -> Iterable[Governed]:
     """Every level below ``level`` whose explicit settings must stay within it."""
-    if level.pk is None:
+    if level._state.adding:
         return []
     Team = apps.get_model("hierarchy", "Team")
     Project = apps.get_model("projects", "Project")
@@ -421,14 +450,47 @@ def descendants(level: Governed) -> Iterable[Governed]:
     return []
 
 
-def check_descendants_fit(level: Governed, cleaned: Mapping[str, Any]) -> None:
-    """Refuse to narrow ``level`` below what its descendants explicitly hold, naming them."""
+_UNCHANGED: Any = object()
+
+
+def check_descendants_fit(
+    level: Governed,
+    cleaned: Mapping[str, Any],
+    *,
+    access_groups: list[str] | None = None,
+    parent: Any = _UNCHANGED,
+) -> None:
+    """Refuse to narrow ``level`` below what its descendants explicitly hold, naming them.
+
+    ``cleaned`` holds the level's new governance values, ``access_groups`` its new group
+    names and ``parent`` its new parent (a move); whatever is not given stays as it is.
+    """
+    moved = parent is not _UNCHANGED and parent != level.governance_parent
+    new_parent = level.governance_parent if parent is _UNCHANGED else parent
+    current_groups = [g.name for g in level.access_groups.all()] if not level._state.adding else []
+    new_models = cleaned.get("models", list(level.models or []))
+    new_groups = current_groups if access_groups is None else list(access_groups)
+    models_changed = moved or new_models != list(level.models or []) or new_groups != current_groups
+    ceilings = {
+        name: cleaned[name] if name in cleaned else getattr(level, name)
+        for name in INHERITED_CEILINGS
+    }
+    for name, value in ceilings.items():
+        if value is None and new_parent is not None:
+            holder = next((a for a in ancestors(new_parent) if getattr(a, name) is not None), None)
+            ceilings[name] = getattr(holder, name) if holder is not None else None
+    ceilings_changed = moved or any(
+        name in cleaned and cleaned[name] != getattr(level, name) for name in INHERITED_CEILINGS
+    )
+    if not (models_changed or ceilings_changed):
+        return
     errors = _Errors()
-    children = None
-    if "models" in cleaned and cleaned["models"] != list(level.models or []):
-        children = list(descendants(level))
-        new_list = cleaned["models"] + [g.name for g in level.access_groups.all()]
-        scope = ModelScope(catalog=Catalog.load(), lists=[new_list] if new_list else [])
+    children = list(descendants(level))
+    if models_changed and children:
+        own = new_models + new_groups
+        scope = model_scope(new_parent)
+        if own:
+            scope.lists.insert(0, own)
         for child in children:
             outside = [e for e in explicit_models(child) if not scope.covers(e)]
             if outside:
@@ -440,19 +502,17 @@ def check_descendants_fit(level: Governed, cleaned: Mapping[str, Any]) -> None:
                         models=", ".join(f"'{m}'" for m in outside),
                     ),
                 )
-    for name in INHERITED_CEILINGS:
-        value = cleaned.get(name)
-        if value is None or value == getattr(level, name):
+    for name, ceiling in ceilings.items():
+        if ceiling is None:
             continue
-        children = children if children is not None else list(descendants(level))
         for child in children:
             child_value = getattr(child, name)
-            if child_value is not None and child_value > value:
+            if child_value is not None and child_value > ceiling:
                 errors.add(
                     name,
                     MSG_LIMIT_BELOW_CHILD.format(
                         field=name,
-                        value=_fmt(value),
+                        value=_fmt(ceiling),
                         level=child.level_name,
                         label=child.label,
                         child_value=_fmt(child_value),

@@ -19,6 +19,7 @@ from hierarchy.access import ensure_allowed, ensure_can
 from hierarchy.actors import Actor, ActorLike, as_actor
 from hierarchy.governance import (
     check_descendants_fit,
+    levels_using_access_group,
     clean_governance,
     next_budget_reset,
 )
@@ -58,6 +59,7 @@ MSG_DELETE_HAS_CHILDREN = (
 )
 MSG_NOT_A_MEMBER = "User {user} is not a member of {level} {label}."
 MSG_UNKNOWN_ACCESS_GROUPS = "Unknown access groups: {names}."
+MSG_GROUP_IN_USE = "Access group '{group}' is still used by {level} '{label}'."
 
 
 # --- shared helpers (used by the projects and keys services too) ----------------------------
@@ -113,6 +115,10 @@ def resolve_access_groups(names: Iterable[str] | None) -> list[AccessGroup] | No
             {"access_groups": [MSG_UNKNOWN_ACCESS_GROUPS.format(names=", ".join(missing))]}
         )
     return groups
+
+
+def group_names(groups: list[AccessGroup] | None) -> list[str] | None:
+    return None if groups is None else [group.name for group in groups]
 
 
 def refuse_delete_with_children(level: Governed, count: int, children: str) -> None:
@@ -214,16 +220,12 @@ def organization_create(
     actor = as_actor(actor)
     ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="create organizations"))
     check_new_id(Organization, id)
+    groups = resolve_access_groups(access_groups)
     cleaned = clean_governance(governance, level_name="organization", parent=None)
     organization = Organization(alias=alias)
     if id is not None:
         organization.pk = id
-    save_governed(
-        organization,
-        actor=actor,
-        cleaned=cleaned,
-        access_groups=resolve_access_groups(access_groups),
-    )
+    save_governed(organization, actor=actor, cleaned=cleaned, access_groups=groups)
     return organization
 
 
@@ -247,14 +249,10 @@ def organization_update(
     )
     if "alias" in fields:
         organization.alias = fields.pop("alias")
+    groups = resolve_access_groups(access_groups)
     cleaned = clean_governance(fields, level_name="organization", parent=None, current=organization)
-    check_descendants_fit(organization, cleaned)
-    save_governed(
-        organization,
-        actor=actor,
-        cleaned=cleaned,
-        access_groups=resolve_access_groups(access_groups),
-    )
+    check_descendants_fit(organization, cleaned, access_groups=group_names(groups))
+    save_governed(organization, actor=actor, cleaned=cleaned, access_groups=groups)
     return organization
 
 
@@ -281,9 +279,9 @@ def organization_member_set(
         message=MSG_ORG_MEMBERS_DENIED,
     )
     with transaction.atomic():
-        membership, _ = OrganizationMembership.objects.get_or_create(
-            organization=organization, user=user, defaults={"role": role}
-        )
+        membership = OrganizationMembership.objects.filter(
+            organization=organization, user=user
+        ).first() or OrganizationMembership(organization=organization, user=user)
         membership.role = role
         membership.full_clean()
         membership.save()
@@ -343,13 +341,14 @@ def team_create(
     else:
         ensure_allowed(actor.is_proxy_admin, MSG_TEAM_CREATE_DENIED)
     check_new_id(Team, id)
-    cleaned = clean_governance(governance, level_name="team", parent=organization)
+    groups = resolve_access_groups(access_groups)
+    cleaned = clean_governance(
+        governance, level_name="team", parent=organization, access_groups=group_names(groups)
+    )
     team = Team(alias=alias, organization=organization)
     if id is not None:
         team.pk = id
-    save_governed(
-        team, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
-    )
+    save_governed(team, actor=actor, cleaned=cleaned, access_groups=groups)
     for user, role in members:
         team_member_set(actor=actor, team=team, user=user, role=role)
     return team
@@ -369,6 +368,7 @@ def team_update(
     )
     if "alias" in fields:
         team.alias = fields.pop("alias")
+    target = team.organization
     if "organization" in fields and fields["organization"] != team.organization:
         target = fields.pop("organization")
         if target is not None:
@@ -381,16 +381,17 @@ def team_update(
             )
         else:
             ensure_allowed(actor.is_proxy_admin, MSG_TEAM_GOVERN_DENIED)
-        team.organization = target
         # Re-check the team's own settings against its new organization.
         for name in ("models", "max_budget", "rpm_limit", "tpm_limit"):
             fields.setdefault(name, getattr(team, name))
     fields.pop("organization", None)
-    cleaned = clean_governance(fields, level_name="team", parent=team.organization, current=team)
-    check_descendants_fit(team, cleaned)
-    save_governed(
-        team, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    groups = resolve_access_groups(access_groups)
+    cleaned = clean_governance(
+        fields, level_name="team", parent=target, current=team, access_groups=group_names(groups)
     )
+    check_descendants_fit(team, cleaned, access_groups=group_names(groups), parent=target)
+    team.organization = target
+    save_governed(team, actor=actor, cleaned=cleaned, access_groups=groups)
     return team
 
 
@@ -561,6 +562,15 @@ def access_group_update(*, actor: ActorLike, group: AccessGroup, **fields: Any) 
 
 @transaction.atomic
 def access_group_delete(*, actor: ActorLike, groups: Iterable[AccessGroup]) -> int:
+    """Refused while a level uses the group: deleting it would widen that level's models."""
     actor = as_actor(actor)
     ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change access groups"))
+    groups = list(groups)
+    errors = [
+        MSG_GROUP_IN_USE.format(group=group.name, level=level.level_name, label=level.label)
+        for group in groups
+        for level in levels_using_access_group(group)
+    ]
+    if errors:
+        raise ValidationError(errors, code="protected")
     return AccessGroup.objects.filter(pk__in=[g.pk for g in groups]).delete()[0]

@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from hierarchy.access import ensure_allowed, ensure_can
 from hierarchy.actors import Actor, ActorLike, as_actor
-from hierarchy.governance import check_descendants_fit, clean_governance, parse_duration
+from hierarchy.governance import clean_governance, parse_duration
 from hierarchy.models import Governed, Role, Team, User
 from hierarchy.selectors import teams_managed_by, teams_visible_to
-from hierarchy.services import check_new_id, resolve_access_groups, save_governed
+from hierarchy.services import check_new_id, group_names, resolve_access_groups, save_governed
 from keys.models import VirtualKey
 from keys.selectors import keys_managed_by, keys_visible_to
 from projects.models import Project
@@ -30,7 +30,7 @@ from projects.selectors import projects_visible_to
 
 KEY_PREFIX = "sk-"
 RANDOM_BYTES = 32  # token_urlsafe(32) gives 43 URL-safe characters
-CUSTOM_KEY_RE = re.compile(r"^sk-[A-Za-z0-9_-]{32,}$")
+CUSTOM_KEY_RE = re.compile(r"sk-[A-Za-z0-9_-]{32,}")
 
 MSG_PROJECT_TEAM_MISMATCH = (
     "Project {project} belongs to team {project_team}, but the key belongs to team {team}."
@@ -69,6 +69,14 @@ def expires_after(duration: str, start: datetime) -> datetime:
             return start.replace(year=year, month=month + 1, day=day)
         except ValueError:
             day -= 1
+
+
+def check_custom_key(plaintext: str, field: str) -> None:
+    """A caller-chosen secret: the generated keys' shape, and not in use."""
+    if not CUSTOM_KEY_RE.fullmatch(plaintext):
+        raise ValidationError({field: [MSG_CUSTOM_KEY_INVALID]})
+    if VirtualKey.objects.filter(token_hash=hash_key(plaintext)).exists():
+        raise ValidationError({field: [MSG_KEY_TAKEN]})
 
 
 def _set_secret(key: VirtualKey, plaintext: str) -> None:
@@ -134,7 +142,10 @@ def key_generate(
         user = actor.user  # a personal key for the caller
     key_team, parent = _resolve_placement(actor, project=project, team=team, user=user)
     check_new_id(VirtualKey, id)
-    cleaned = clean_governance(governance, level_name="key", parent=parent)
+    groups = resolve_access_groups(access_groups)
+    cleaned = clean_governance(
+        governance, level_name="key", parent=parent, access_groups=group_names(groups)
+    )
     expires = None
     if duration:
         try:
@@ -142,10 +153,7 @@ def key_generate(
         except ValidationError as error:
             raise ValidationError({"duration": error.messages}) from None
     if key is not None:
-        if not CUSTOM_KEY_RE.match(key):
-            raise ValidationError({"key": [MSG_CUSTOM_KEY_INVALID]})
-        if VirtualKey.objects.filter(token_hash=hash_key(key)).exists():
-            raise ValidationError({"key": [MSG_KEY_TAKEN]})
+        check_custom_key(key, "key")
     plaintext = key or new_key_plaintext()
     virtual_key = VirtualKey(
         project=project, team=key_team, user=user, key_alias=key_alias or None, expires=expires
@@ -153,12 +161,7 @@ def key_generate(
     if id is not None:
         virtual_key.pk = id
     _set_secret(virtual_key, plaintext)
-    save_governed(
-        virtual_key,
-        actor=actor,
-        cleaned=cleaned,
-        access_groups=resolve_access_groups(access_groups),
-    )
+    save_governed(virtual_key, actor=actor, cleaned=cleaned, access_groups=groups)
     return virtual_key, plaintext
 
 
@@ -194,11 +197,15 @@ def key_update(
             raise ValidationError({"duration": error.messages}) from None
     if "expires" in fields:
         key.expires = fields.pop("expires")
-    cleaned = clean_governance(fields, level_name="key", parent=key.governance_parent, current=key)
-    check_descendants_fit(key, cleaned)
-    save_governed(
-        key, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    groups = resolve_access_groups(access_groups)
+    cleaned = clean_governance(
+        fields,
+        level_name="key",
+        parent=key.governance_parent,
+        current=key,
+        access_groups=group_names(groups),
     )
+    save_governed(key, actor=actor, cleaned=cleaned, access_groups=groups)
     return key
 
 
@@ -209,8 +216,8 @@ def key_regenerate(
     """A new secret for the same key id and settings; the old secret stops working at once."""
     actor = as_actor(actor)
     _ensure_manages(actor, key)
-    if new_key is not None and not CUSTOM_KEY_RE.match(new_key):
-        raise ValidationError({"new_key": [MSG_CUSTOM_KEY_INVALID]})
+    if new_key is not None:
+        check_custom_key(new_key, "new_key")
     plaintext = new_key or new_key_plaintext()
     _set_secret(key, plaintext)
     key.updated_by = actor.label

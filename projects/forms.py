@@ -81,7 +81,11 @@ class ProjectForm(GovernedForm):
     def clean(self) -> dict[str, Any]:
         cleaned_data = super().clean()
         team = cleaned_data.get("team")
-        if self.instance.pk and team is not None and team.pk != self.instance.team_id:
+        if (
+            not self.instance._state.adding
+            and team is not None
+            and team.pk != self.instance.team_id
+        ):
             try:
                 project_check_move(self.instance)
             except ValidationError as error:

@@ -13,7 +13,7 @@ from hierarchy.actors import ActorLike, as_actor
 from hierarchy.governance import check_descendants_fit, clean_governance
 from hierarchy.models import Team
 from hierarchy.selectors import teams_managed_by, teams_visible_to
-from hierarchy.services import check_new_id, resolve_access_groups, save_governed
+from hierarchy.services import check_new_id, group_names, resolve_access_groups, save_governed
 from projects.models import Project, UISettings
 from projects.selectors import projects_managed_by, projects_visible_to, ui_settings_get
 
@@ -50,13 +50,14 @@ def project_create(
         message=MSG_CREATE_DENIED,
     )
     check_new_id(Project, id)
-    cleaned = clean_governance(governance, level_name="project", parent=team)
+    groups = resolve_access_groups(access_groups)
+    cleaned = clean_governance(
+        governance, level_name="project", parent=team, access_groups=group_names(groups)
+    )
     project = Project(team=team, alias=alias, description=description or "")
     if id is not None:
         project.pk = id
-    save_governed(
-        project, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
-    )
+    save_governed(project, actor=actor, cleaned=cleaned, access_groups=groups)
     return project
 
 
@@ -96,17 +97,22 @@ def project_update(
             message=MSG_MOVE_DENIED,
         )
         project_check_move(project)
-        project.team = target
         for name in ("models", "max_budget", "rpm_limit", "tpm_limit"):
             fields.setdefault(name, getattr(project, name))
     for name in ("alias", "description"):
         if name in fields:
             setattr(project, name, fields.pop(name) or "")
-    cleaned = clean_governance(fields, level_name="project", parent=target, current=project)
-    check_descendants_fit(project, cleaned)
-    save_governed(
-        project, actor=actor, cleaned=cleaned, access_groups=resolve_access_groups(access_groups)
+    groups = resolve_access_groups(access_groups)
+    cleaned = clean_governance(
+        fields,
+        level_name="project",
+        parent=target,
+        current=project,
+        access_groups=group_names(groups),
     )
+    check_descendants_fit(project, cleaned, access_groups=group_names(groups), parent=target)
+    project.team = target
+    save_governed(project, actor=actor, cleaned=cleaned, access_groups=groups)
     return project
 
 
