@@ -19,8 +19,8 @@ from hierarchy.access import ensure_allowed, ensure_can
 from hierarchy.actors import Actor, ActorLike, as_actor
 from hierarchy.governance import (
     check_descendants_fit,
-    levels_using_access_group,
     clean_governance,
+    levels_using_access_group,
     next_budget_reset,
 )
 from hierarchy.ids import public_id_validator
