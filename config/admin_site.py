@@ -90,8 +90,13 @@ class ScopedModelAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         if not self.has_module_permission(request):
             return False
-        managed = self.managed(request)
-        return managed.filter(pk=obj.pk).exists() if obj is not None else managed.exists()
+        if obj is None:
+            return self.may_manage_some(request)
+        return self.managed(request).filter(pk=obj.pk).exists()
+
+    def may_manage_some(self, request: HttpRequest) -> bool:
+        """Whether the caller may change objects of this kind at all (list and index pages)."""
+        return self.managed(request).exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.has_change_permission(request, obj)

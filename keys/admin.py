@@ -80,8 +80,11 @@ class VirtualKeyAdmin(GovernedAdmin):
     def scope_queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return key_list(request.user).filter(pk__in=queryset.values("pk"))
 
+    def may_manage_some(self, request: HttpRequest) -> bool:
+        return teams_managed_by(request.user).exists()
+
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return self.has_module_permission(request) and teams_managed_by(request.user).exists()
+        return self.has_module_permission(request) and self.may_manage_some(request)
 
     def get_form(
         self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any

@@ -90,8 +90,11 @@ class ProjectAdmin(GovernedAdmin):
     def has_module_permission(self, request: HttpRequest) -> bool:
         return super().has_module_permission(request) and projects_ui_enabled()
 
+    def may_manage_some(self, request: HttpRequest) -> bool:
+        return teams_managed_by(request.user).exists()
+
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return super().has_module_permission(request) and teams_managed_by(request.user).exists()
+        return super().has_module_permission(request) and self.may_manage_some(request)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
