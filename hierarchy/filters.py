@@ -3,14 +3,24 @@ outside the caller's scope matches nothing (it never says whether the object exi
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import django_filters
+from django.db.models import QuerySet
 
 from hierarchy.models import AccessGroup, CatalogModel, Organization, Team, User
 
 
+class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """An ISO 8601 instant, compared in UTC (any offset the caller sends is valid)."""
+
+    def filter(self, qs: QuerySet, value: datetime | None) -> QuerySet:
+        return super().filter(qs, value.astimezone(UTC) if value is not None else None)
+
+
 class CreatedRangeFilterSet(django_filters.FilterSet):
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UTCDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UTCDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
 
 class UserFilter(django_filters.FilterSet):

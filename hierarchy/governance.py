@@ -35,9 +35,12 @@ MSG_LIMIT_INVALID = "{field} must be a whole number greater than or equal to 0."
 MSG_SOFT_BUDGET_NOT_BELOW_MAX = "soft_budget ({soft}) must be less than max_budget ({max})."
 MSG_MODELS_NOT_A_LIST = "models must be a list of model names."
 MSG_MODEL_NOT_IN_PARENT = "Model '{model}' not in {parent}'s allowed models."
+MSG_MODEL_NOT_IN_CATALOG = "Model '{model}' is not in the model catalog."
+MSG_UNKNOWN_FIELD = "Unknown field."
 MSG_EXCEEDS_PARENT = "{level} {field} ({value}) exceeds {parent}'s {field} ({parent_value})."
 MSG_PER_MODEL_INVALID = "{field} must map model names to {what}."
 MSG_METADATA_NOT_OBJECT = "metadata must be a JSON object."
+MSG_LEVEL_OUTSIDE_PARENT = "{level} '{label}' would hold models outside its parent's: {models}."
 MSG_MODELS_USED_BY_CHILD = "Cannot remove models still used by {level} '{label}': {models}."
 MSG_LIMIT_BELOW_CHILD = "Cannot set {field} ({value}) below {level} '{label}' ({child_value})."
 
@@ -131,6 +134,15 @@ class Catalog:
             return any(self.entry_matches(e, name, seen | {entry}) for e in self.groups[entry])
         return False
 
+    def knows(self, entry: str) -> bool:
+        """A catalog name, an access group, a wildcard or ``*``."""
+        return (
+            entry in ALL_MODELS
+            or _pattern_prefix(entry) is not None
+            or entry in self.names
+            or entry in self.groups
+        )
+
     def expand(self, entry: str) -> list[str]:
         return [name for name in self.names if self.entry_matches(entry, name)]
 
@@ -150,7 +162,10 @@ class ModelScope:
         return all(any(self.catalog.entry_matches(e, name) for e in lst) for lst in self.lists)
 
     def covers(self, entry: str) -> bool:
-        """Is a child's explicit entry within this scope? Patterns expand against the catalog."""
+        """Is a child's explicit entry within this scope? Patterns expand against the catalog;
+        with no restriction above, the scope is the whole catalog (Decision 4)."""
+        if self.unrestricted:
+            return self.catalog.knows(entry)
         if self.allows(entry):
             return True
         if entry in ALL_MODELS or _pattern_prefix(entry) is not None:
@@ -305,6 +320,8 @@ def clean_governance(
     every bad field.
     """
     errors = _Errors()
+    for name in sorted(set(values) - set(GOVERNANCE_FIELDS)):
+        errors.add(name, MSG_UNKNOWN_FIELD)
     cleaned: dict[str, Any] = {}
 
     for name in MONEY_FIELDS:
@@ -385,12 +402,16 @@ def clean_governance(
                     ),
                 )
 
-    if parent is not None and ("models" in cleaned or access_groups):
+    if "models" in cleaned or access_groups:
         scope = model_scope(parent, catalog)
         checked = (("models", cleaned.get("models", [])), ("access_groups", access_groups or []))
         for name, entries in checked:
             for entry in entries:
-                if not scope.covers(entry):
+                if scope.covers(entry):
+                    continue
+                if parent is None:
+                    errors.add(name, MSG_MODEL_NOT_IN_CATALOG.format(model=entry))
+                else:
                     errors.add(
                         name, MSG_MODEL_NOT_IN_PARENT.format(model=entry, parent=parent.level_name)
                     )
@@ -409,18 +430,60 @@ def governed_models() -> list[type[Governed]]:
     ]
 
 
+def levels_naming_access_group(name: str) -> list[Governed]:
+    """Levels whose ``models`` list the group's name."""
+    return [
+        level
+        for model in governed_models()
+        for level in model._default_manager.filter(models__icontains=name)
+        if name in (level.models or [])
+    ]
+
+
 def levels_using_access_group(group: AccessGroup) -> list[Governed]:
-    """Levels that attach ``group`` or name it in their models (or in another group's)."""
-    users: list[Governed] = []
-    for model in governed_models():
-        attached = model._default_manager.filter(access_groups=group)
-        named = [
-            level
-            for level in model._default_manager.filter(models__icontains=group.name)
-            if group.name in (level.models or [])
-        ]
-        users.extend({level.pk: level for level in [*attached, *named]}.values())
-    return users
+    """Levels that attach ``group`` or name it in their models."""
+    attached = [
+        level
+        for model in governed_models()
+        for level in model._default_manager.filter(access_groups=group)
+    ]
+    found = {
+        (type(level), level.pk): level
+        for level in [*attached, *levels_naming_access_group(group.name)]
+    }
+    return list(found.values())
+
+
+def check_levels_fit(levels: Iterable[Governed]) -> None:
+    """After a change below them (an access group's models), each level must still sit
+    within its parent and hold its descendants."""
+    errors = _Errors()
+    catalog = Catalog.load()
+    for level in levels:
+        scope = model_scope(level.governance_parent, catalog)
+        outside = [e for e in explicit_models(level) if not scope.covers(e)]
+        if outside:
+            errors.add(
+                "models",
+                MSG_LEVEL_OUTSIDE_PARENT.format(
+                    level=level.level_name,
+                    label=level.label,
+                    models=", ".join(f"'{m}'" for m in outside),
+                ),
+            )
+        own = model_scope(level, catalog)
+        for child in descendants(level):
+            held = [e for e in explicit_models(child) if not own.covers(e)]
+            if held:
+                errors.add(
+                    "models",
+                    MSG_MODELS_USED_BY_CHILD.format(
+                        level=child.level_name,
+                        label=child.label,
+                        models=", ".join(f"'{m}'" for m in held),
+                    ),
+                )
+    errors.raise_if_any()
 
 
 # --- descendants -----------------------------------------------------------------------------

@@ -122,7 +122,10 @@ class User(AbstractUser, Governed):
         constraints = [
             *_governance_constraints(),
             db.UniqueConstraint(
-                fields=["email"], condition=~Q(email=""), name="hierarchy_user_email_unique"
+                fields=["email"],
+                condition=~Q(email=""),
+                name="hierarchy_user_email_unique",
+                violation_error_message="A user with this email already exists.",
             ),
             db.CheckConstraint(condition=Q(role__in=Role.values), name="hierarchy_user_role_valid"),
         ]
@@ -183,6 +186,7 @@ class Team(Governed):
                 fields=["alias"],
                 condition=Q(organization__isnull=True),
                 name="hierarchy_team_alias_unique_without_organization",
+                violation_error_message="A team with this name and no organization already exists.",
             ),
             db.CheckConstraint(condition=~Q(alias=""), name="hierarchy_team_alias_not_empty"),
         ]

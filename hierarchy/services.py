@@ -19,7 +19,9 @@ from hierarchy.access import ensure_allowed, ensure_can
 from hierarchy.actors import Actor, ActorLike, as_actor
 from hierarchy.governance import (
     check_descendants_fit,
+    check_levels_fit,
     clean_governance,
+    levels_naming_access_group,
     levels_using_access_group,
     next_budget_reset,
 )
@@ -141,6 +143,14 @@ def _refresh_staff(user: User) -> None:
         user.save(update_fields=["is_staff"])
 
 
+def _set_password(user: User, password: str) -> None:
+    try:
+        validate_password(password, user)
+    except ValidationError as error:
+        raise ValidationError({"password": error.messages}) from None
+    user.set_password(password)
+
+
 @transaction.atomic
 def user_create(
     *,
@@ -160,8 +170,7 @@ def user_create(
     if id is not None:
         user.pk = id
     if password:
-        validate_password(password, user)
-        user.set_password(password)
+        _set_password(user, password)
     else:
         user.set_unusable_password()
     user.is_superuser = role == Role.PROXY_ADMIN
@@ -187,9 +196,7 @@ def user_update(*, actor: ActorLike, user: User, **fields: Any) -> User:
         user.role = fields.pop("role")
         user.is_superuser = user.role == Role.PROXY_ADMIN
     if fields.get("password"):
-        password = fields.pop("password")
-        validate_password(password, user)
-        user.set_password(password)
+        _set_password(user, fields.pop("password"))
     fields.pop("password", None)
     cleaned = clean_governance(fields, level_name="user", parent=None, current=user)
     save_governed(user, actor=actor, cleaned=cleaned)
@@ -457,6 +464,7 @@ def team_member_remove(*, actor: ActorLike, team: Team, user: User) -> None:
 
 # --- catalog and access groups -------------------------------------------------------------
 
+ACCESS_GROUP_FIELDS = ("name", "description", "models", "mcp_servers", "agents")
 CATALOG_FIELDS = (
     "name",
     "mode",
@@ -522,6 +530,13 @@ def catalog_model_delete(*, actor: ActorLike, models: Iterable[CatalogModel]) ->
     return CatalogModel.objects.filter(pk__in=[m.pk for m in models]).delete()[0]
 
 
+def _clean_group_models(fields: dict[str, Any]) -> None:
+    if "models" in fields:
+        fields["models"] = clean_governance(
+            {"models": fields["models"]}, level_name="access group", parent=None
+        )["models"]
+
+
 @transaction.atomic
 def access_group_create(*, actor: ActorLike, id: str | None = None, **fields: Any) -> AccessGroup:
     actor = as_actor(actor)
@@ -530,33 +545,33 @@ def access_group_create(*, actor: ActorLike, id: str | None = None, **fields: An
     group = AccessGroup()
     if id is not None:
         group.pk = id
-    if "models" in fields:
-        fields["models"] = clean_governance(
-            {"models": fields["models"]}, level_name="access group", parent=None
-        )["models"]
-    _save_stamped(
-        group,
-        actor=actor,
-        fields=fields,
-        allowed=("name", "description", "models", "mcp_servers", "agents"),
-    )
+    _clean_group_models(fields)
+    _save_stamped(group, actor=actor, fields=fields, allowed=ACCESS_GROUP_FIELDS)
     return group
 
 
 @transaction.atomic
 def access_group_update(*, actor: ActorLike, group: AccessGroup, **fields: Any) -> AccessGroup:
+    """Change a group; refused when a level using it would no longer fit its hierarchy."""
     actor = as_actor(actor)
     ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change access groups"))
+    if fields.get("name", group.name) != group.name:
+        named = levels_naming_access_group(group.name)
+        if named:
+            raise ValidationError(
+                {
+                    "name": [
+                        MSG_GROUP_IN_USE.format(
+                            group=group.name, level=lvl.level_name, label=lvl.label
+                        )
+                        for lvl in named
+                    ]
+                }
+            )
+    _clean_group_models(fields)
+    _save_stamped(group, actor=actor, fields=fields, allowed=ACCESS_GROUP_FIELDS)
     if "models" in fields:
-        fields["models"] = clean_governance(
-            {"models": fields["models"]}, level_name="access group", parent=None
-        )["models"]
-    _save_stamped(
-        group,
-        actor=actor,
-        fields=fields,
-        allowed=("name", "description", "models", "mcp_servers", "agents"),
-    )
+        check_levels_fit(levels_using_access_group(group))
     return group
 
 

@@ -96,3 +96,14 @@ def test_lists_are_cursor_paginated(team):  # type: ignore[no-untyped-def]
     assert "count" not in first
     second = master().client.get(first["next"], **master().headers).json()
     assert {p["id"] for p in second["results"]}.isdisjoint({p["id"] for p in first["results"]})
+
+
+def test_created_range_filters_accept_any_utc_offset(team):  # type: ignore[no-untyped-def]
+    ProjectFactory(team=team)
+    response = master().get(PROJECTS, created_before="0278-12-07T08:22:13+19:21")
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+    assert (
+        len(master().get(PROJECTS, created_after="2000-01-01T00:00:00-11:30").json()["results"])
+        == 1
+    )

@@ -15,6 +15,11 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def api():  # type: ignore[no-untyped-def]
     client = master()
+    for name in ("gpt-4", "gpt-4o", "claude-3-sonnet"):  # the proxy's model list
+        response = client.post(
+            "/model/new", {"model_name": name, "litellm_params": {"model": f"mock/{name}"}}
+        )
+        assert response.status_code == 200, response.content
     response = client.post("/team/new", {"team_alias": "travel", "team_id": "team-123"})
     assert response.status_code == 200, response.content
     return client
