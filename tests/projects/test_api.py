@@ -107,3 +107,38 @@ def test_created_range_filters_accept_any_utc_offset(team):  # type: ignore[no-u
         len(master().get(PROJECTS, created_after="2000-01-01T00:00:00-11:30").json()["results"])
         == 1
     )
+
+
+def test_an_admin_session_browses_the_api(client, proxy_admin, team):  # type: ignore[no-untyped-def]
+    ProjectFactory(team=team, alias="browsable")
+    client.force_login(proxy_admin)
+    response = client.get(PROJECTS, HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert "browsable" in response.content.decode()
+    assert client.get(PROJECTS).json()["results"][0]["alias"] == "browsable"
+
+
+def test_a_blocked_or_expired_key_cannot_call_the_api(team):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hierarchy.actors import SYSTEM
+    from keys.selectors import MSG_KEY_BLOCKED, MSG_KEY_EXPIRED
+    from keys.services import key_generate
+
+    user = UserFactory(role=Role.PROXY_ADMIN)
+    key, plaintext = key_generate(actor=SYSTEM, user=user)
+    assert ApiClient(plaintext).get(PROJECTS).status_code == 200
+    key.blocked = True
+    key.save()
+    response = ApiClient(plaintext).get(PROJECTS)
+    assert (response.status_code, response.json()["error"]["message"]) == (401, MSG_KEY_BLOCKED)
+    key.blocked = False
+    key.expires = timezone.now() - timedelta(seconds=1)
+    key.save()
+    response = ApiClient(plaintext).get(PROJECTS)
+    assert response.status_code == 401
+    assert response.json()["error"]["message"] == MSG_KEY_EXPIRED.format(
+        expires=key.expires.isoformat()
+    )
