@@ -102,6 +102,44 @@ def next_budget_reset(duration: str, after: datetime) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=tz)
 
 
+def _advance(boundary: datetime, duration: str, periods: int) -> datetime:
+    """``boundary`` moved by ``periods`` budget periods (negative: back)."""
+    amount, unit = parse_duration(duration)
+    if unit in ("s", "m", "h"):
+        seconds = {"s": 1, "m": 60, "h": 3600}[unit]
+        return boundary + timedelta(seconds=amount * seconds * periods)
+    tz = gatehouse_timezone()
+    local = boundary.astimezone(tz)
+    if unit in ("d", "w"):
+        day = local.date() + timedelta(days=amount * periods * (7 if unit == "w" else 1))
+    else:
+        month_index = local.year * 12 + (local.month - 1) + amount * periods
+        day = local.date().replace(year=month_index // 12, month=month_index % 12 + 1, day=1)
+    return datetime(day.year, day.month, day.day, tzinfo=tz)
+
+
+def budget_period(
+    duration: str, reset_at: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The budget period ``[start, end)`` that contains ``now``, on the grid through
+    ``reset_at`` (Decision 8). Every process computes the same period: no job resets budgets."""
+    if reset_at is None:
+        end = next_budget_reset(duration, now)
+        return _advance(end, duration, -1), end
+    amount, unit = parse_duration(duration)
+    if unit in ("s", "m", "h"):
+        length = timedelta(seconds=amount * {"s": 1, "m": 60, "h": 3600}[unit])
+        start = reset_at + length * ((now - reset_at) // length)
+        return start, start + length
+    end = reset_at
+    while end <= now:
+        end = _advance(end, duration, 1)
+    start = _advance(end, duration, -1)
+    while start > now:
+        end, start = start, _advance(start, duration, -1)
+    return start, end
+
+
 # --- model scopes ----------------------------------------------------------------------------
 
 

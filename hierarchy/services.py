@@ -100,10 +100,26 @@ def save_governed(
         instance.created_by = actor.label
     instance.updated_by = actor.label
     instance.full_clean()
-    instance.save()
+    if creating:
+        instance.save()
+    else:
+        # Spend and last use belong to the gateway's batched writer: never write them back.
+        skip = set() if "budget_duration" in cleaned else {"budget_reset_at"}
+        instance.save(update_fields=_saved_fields(type(instance), skip))
     if access_groups is not None:
         instance.access_groups.set(access_groups)
     return instance
+
+
+GATEWAY_OWNED_FIELDS = frozenset({"spend", "model_spend", "last_used_at"})
+
+
+def _saved_fields(model: type[Governed], skip: set[str]) -> list[str]:
+    return [
+        f.name
+        for f in model._meta.concrete_fields
+        if not f.primary_key and f.name not in GATEWAY_OWNED_FIELDS | skip
+    ]
 
 
 def resolve_access_groups(names: Iterable[str] | None) -> list[AccessGroup] | None:
