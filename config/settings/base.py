@@ -24,6 +24,12 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 GATEHOUSE_MASTER_KEY = env.str("GATEHOUSE_MASTER_KEY", default="")
 GATEHOUSE_TIMEZONE = env.str("GATEHOUSE_TIMEZONE", default="UTC")
 REDIS_URL = env.str("REDIS_URL", default="")
+# Gateway: answer 503 when Redis does not answer within the timeout, unless fail-open is set
+# (then calls pass unchecked for budgets and rate limits while Redis is away).
+GATEHOUSE_FAIL_OPEN = env.bool("GATEHOUSE_FAIL_OPEN", default=False)
+GATEHOUSE_REDIS_TIMEOUT = env.float("GATEHOUSE_REDIS_TIMEOUT", default=0.5)
+GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float("GATEHOUSE_SPEND_FLUSH_INTERVAL", default=0.25)
+GATEHOUSE_MAX_BODY_BYTES = env.int("GATEHOUSE_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 
 INSTALLED_APPS = [
     "config.apps.GatehouseAdminConfig",

@@ -10,3 +10,11 @@ os.environ.setdefault("GATEHOUSE_MASTER_KEY", "sk-test-master-key-0123456789abcd
 from .base import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not memory: gateway tests start server processes that read the same database.
+    (BASE_DIR / "var").mkdir(exist_ok=True)  # noqa: F405
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(BASE_DIR / "var" / f"test_gatehouse_{os.getpid()}.sqlite3")  # noqa: F405
+    }
+GATEHOUSE_SPEND_FLUSH_INTERVAL = 0.1

@@ -1,0 +1,347 @@
+"""Budget and rate-limit counters, atomic across processes.
+
+A call is admitted by one atomic step over all its *checks* (every level's budget, per-model
+budget, RPM and TPM): either every check passes and all are counted, or none is (refused
+calls do not count). Budgets: admitted while ``spend + reserved < max_budget``; the call
+reserves its estimate, capped at what is left, and on settle releases the reservation and
+adds the real cost. So spend can pass ``max_budget`` by at most one call's cost beyond its
+reservation. RPM/TPM: fixed one-minute windows aligned to the minute; TPM reserves the
+token allowance and settles to the tokens really used.
+
+``RedisCounters`` sends everything that queued up during one event-loop tick as one Lua
+script call (admissions of many requests plus pending settles); ``LocalCounters`` does the
+same in process memory when no Redis is configured (embedded, one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+logger = logging.getLogger(__name__)
+
+BUDGET, REQUESTS, TOKENS = "b", "q", "t"
+WINDOW_TTL = 120
+RESERVATION_TTL = 900
+
+
+class Check(NamedTuple):
+    kind: str  # BUDGET, REQUESTS or TOKENS
+    key: str
+    limit: int
+    amount: int  # reservation (nano-USD), 1 request, or reserved tokens
+    seed: int  # a budget's spend in the database, used when Redis has none yet
+    ttl: int  # seconds; 0 = no expiry
+
+
+@dataclass(slots=True)
+class Admission:
+    ok: bool
+    checks: Sequence[Check] = ()
+    failed: int = -1  # index of the first check that refused
+    reserved: list[int] = field(default_factory=list)  # per check
+    remaining_requests: int | None = None
+    remaining_tokens: int | None = None
+
+
+class CountersUnavailable(Exception):
+    """Redis did not answer in time."""
+
+
+def settle_ops(
+    admission: Admission, cost_nano: int, tokens_used: int
+) -> list[tuple[str, int, int]]:
+    """What to add to which counter once the call's real cost and tokens are known."""
+    ops: list[tuple[str, int, int]] = []
+    for check, reserved in zip(admission.checks, admission.reserved, strict=True):
+        if check.kind == BUDGET:
+            if reserved:
+                ops.append((check.key + ":r", -reserved, 0))
+            if cost_nano:
+                ops.append((check.key + ":s", cost_nano, check.ttl))
+        elif check.kind == TOKENS and tokens_used != check.amount:
+            ops.append((check.key, tokens_used - check.amount, check.ttl))
+    return ops
+
+
+def _decide(values: list[int], checks: Sequence[Check]) -> Admission:
+    """Shared by both backends: the outcome for current ``values`` (one per check)."""
+    for index, (check, used) in enumerate(zip(checks, values, strict=True)):
+        if used >= check.limit:
+            return Admission(ok=False, checks=checks, failed=index)
+    admission = Admission(ok=True, checks=checks)
+    for check, used in zip(checks, values, strict=True):
+        if check.kind == BUDGET:
+            admission.reserved.append(min(check.amount, check.limit - used))
+            continue
+        admission.reserved.append(0)
+        left = max(0, check.limit - used - check.amount)
+        if check.kind == REQUESTS:
+            if admission.remaining_requests is None or left < admission.remaining_requests:
+                admission.remaining_requests = left
+        elif admission.remaining_tokens is None or left < admission.remaining_tokens:
+            admission.remaining_tokens = left
+    return admission
+
+
+# --- in process -----------------------------------------------------------------------------
+
+
+class LocalCounters:
+    """The embedded default: exact within this one process."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, tuple[int, float]] = {}
+
+    def _get(self, key: str, now: float) -> int | None:
+        found = self.values.get(key)
+        if found is None or found[1] <= now:
+            return None
+        return found[0]
+
+    def _add(self, key: str, delta: int, ttl: int, now: float) -> None:
+        found = self.values.get(key)
+        if found is None or found[1] <= now:
+            found = (0, now + ttl if ttl else float("inf"))
+        self.values[key] = (max(0, found[0] + delta), found[1])
+
+    async def admit(self, checks: Sequence[Check]) -> Admission:
+        now = time.time()
+        values = []
+        for check in checks:
+            if check.kind == BUDGET:
+                spend = self._get(check.key + ":s", now)
+                if spend is None:
+                    self._add(check.key + ":s", check.seed, check.ttl, now)
+                    spend = check.seed
+                values.append(spend + (self._get(check.key + ":r", now) or 0))
+            else:
+                values.append(self._get(check.key, now) or 0)
+        admission = _decide(values, checks)
+        if admission.ok:
+            for check, reserved in zip(checks, admission.reserved, strict=True):
+                if check.kind == BUDGET:
+                    self._add(check.key + ":r", reserved, RESERVATION_TTL, now)
+                else:
+                    self._add(check.key, check.amount, check.ttl, now)
+        return admission
+
+    def settle(self, ops: list[tuple[str, int, int]]) -> None:
+        now = time.time()
+        for key, delta, ttl in ops:
+            self._add(key, delta, ttl, now)
+
+    async def flush(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+# ARGV[1]: the settles, "key US delta US ttl" joined by RS; ARGV[2...]: one admission each,
+# its checks "kind US key US limit US amount US seed US ttl" joined by RS. One string per
+# admission keeps the client's encoding work small. Returns one entry per admission:
+# {0, failed index} or {1, used value per check}.
+SCRIPT = """
+local RS, US = '\\30', '\\31'
+local function split(text, sep)
+  local out, start = {}, 1
+  while true do
+    local at = string.find(text, sep, start, true)
+    if not at then
+      out[#out + 1] = string.sub(text, start)
+      return out
+    end
+    out[#out + 1] = string.sub(text, start, at - 1)
+    start = at + 1
+  end
+end
+if ARGV[1] ~= '' then
+  for _, op in ipairs(split(ARGV[1], RS)) do
+    local f = split(op, US)
+    local key, delta, ttl = f[1], tonumber(f[2]), tonumber(f[3])
+    local value = redis.call('INCRBY', key, delta)
+    if value < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+    if ttl > 0 and value == delta then redis.call('EXPIRE', key, ttl) end
+  end
+end
+local out = {}
+for a = 2, #ARGV do
+  local checks = split(ARGV[a], RS)
+  local parsed, values, failed = {}, {}, 0
+  for c = 1, #checks do
+    local f = split(checks[c], US)
+    parsed[c] = f
+    local used
+    if f[1] == 'b' then
+      local spend = redis.call('GET', f[2] .. ':s')
+      if not spend then
+        spend = f[5]
+        if tonumber(f[6]) > 0 then redis.call('SET', f[2] .. ':s', spend, 'EX', f[6])
+        else redis.call('SET', f[2] .. ':s', spend) end
+      end
+      used = tonumber(spend) + tonumber(redis.call('GET', f[2] .. ':r') or '0')
+    else
+      used = tonumber(redis.call('GET', f[2]) or '0')
+    end
+    values[c] = used
+    if failed == 0 and used >= tonumber(f[3]) then failed = c end
+  end
+  if failed > 0 then
+    out[#out + 1] = {0, failed - 1}
+  else
+    local reply = {1}
+    for c = 1, #checks do
+      local f = parsed[c]
+      local amount = tonumber(f[4])
+      if f[1] == 'b' then
+        local reserve = math.min(amount, tonumber(f[3]) - values[c])
+        redis.call('INCRBY', f[2] .. ':r', reserve)
+        redis.call('EXPIRE', f[2] .. ':r', RESERVATION_TTL)
+      else
+        local value = redis.call('INCRBY', f[2], amount)
+        if value == amount then redis.call('EXPIRE', f[2], f[6]) end
+      end
+      reply[c + 1] = values[c]
+    end
+    out[#out + 1] = reply
+  end
+end
+return out
+""".replace("RESERVATION_TTL", str(RESERVATION_TTL))
+
+
+def encode_checks(checks: Sequence[Check]) -> str:
+    return "\x1e".join(
+        f"{c.kind}\x1f{c.key}\x1f{c.limit}\x1f{c.amount}\x1f{c.seed}\x1f{c.ttl}" for c in checks
+    )
+
+
+def encode_settles(ops: Sequence[tuple[str, int, int]]) -> str:
+    return "\x1e".join(f"{key}\x1f{delta}\x1f{ttl}" for key, delta, ttl in ops)
+
+
+class RedisCounters:
+    """Shared counters in Redis: one script call per event-loop tick carries every admission
+    that queued up in that tick and the settles waiting to be sent."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5, settle_interval: float = 0.05) -> None:
+        import redis.asyncio as redis
+
+        self.client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            health_check_interval=0,
+        )
+        self.timeout = timeout
+        self.script = self.client.register_script(SCRIPT)
+        self.settle_interval = settle_interval
+        self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
+        self.settles: list[tuple[str, int, int]] = []
+        self.sending = False
+        self.scheduled = False
+        self.settle_timer: asyncio.TimerHandle | None = None
+
+    async def admit(self, checks: Sequence[Check]) -> Admission:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Admission] = loop.create_future()
+        self.pending.append((checks, future))
+        self._schedule(loop)
+        return await future
+
+    def settle(self, ops: list[tuple[str, int, int]]) -> None:
+        if not ops:
+            return
+        self.settles.extend(ops)
+        if self.settle_timer is None:
+            loop = asyncio.get_running_loop()
+            self.settle_timer = loop.call_later(self.settle_interval, self._schedule, loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self.scheduled and not self.sending:
+            self.scheduled = True
+            loop.call_soon(self._start_send, loop)
+
+    def _start_send(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.scheduled = False
+        if self.pending or self.settles:
+            self.sending = True
+            loop.create_task(self._send(loop))
+
+    async def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            while self.pending or self.settles:
+                batch, self.pending = self.pending, []
+                settles, self.settles = self.settles, []
+                if self.settle_timer is not None:
+                    self.settle_timer.cancel()
+                    self.settle_timer = None
+                await self._run(batch, settles)
+        finally:
+            self.sending = False
+
+    async def _run(
+        self,
+        batch: list[tuple[Sequence[Check], asyncio.Future[Admission]]],
+        settles: list[tuple[str, int, int]],
+    ) -> None:
+        args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
+        try:
+            replies = await asyncio.wait_for(self.script(args=args), self.timeout)
+        except Exception as exc:  # unreachable, timed out, restarted mid-call
+            # Settles are kept and sent again with the next batch; admissions are refused.
+            self.settles[:0] = settles
+            if len(self.settles) > 100_000:
+                del self.settles[: len(self.settles) - 100_000]
+            if self.settle_timer is None and self.settles:
+                loop = asyncio.get_running_loop()
+                self.settle_timer = loop.call_later(1.0, self._schedule, loop)
+            logger.warning("Redis counters unavailable: %s", exc.__class__.__name__)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(CountersUnavailable(str(exc)))
+            return
+        for (checks, future), reply in zip(batch, replies, strict=True):
+            if future.done():
+                continue
+            if reply[0] == 0:
+                future.set_result(Admission(ok=False, checks=checks, failed=int(reply[1])))
+            else:
+                future.set_result(_decide([int(v) for v in reply[1:]], checks))
+
+    async def flush(self) -> None:
+        """Send the settles still waiting (shutdown)."""
+        if self.settle_timer is not None:
+            self.settle_timer.cancel()
+            self.settle_timer = None
+        while self.sending:
+            await asyncio.sleep(0.005)
+        if self.settles:
+            self.sending = True
+            try:
+                await self._send(asyncio.get_running_loop())
+            finally:
+                self.sending = False
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.client.ping(), self.timeout))
+        except Exception:
+            return False
+
+    async def get(self, key: str) -> Any:
+        return await asyncio.wait_for(self.client.get(key), self.timeout)
+
+    async def close(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,324 @@
+"""Upstream providers: the offline ``mock`` and any OpenAI-compatible API (over aiohttp).
+
+A provider returns a ``Reply`` (whole answer) or a ``Stream`` (server-sent events relayed
+chunk by chunk). Both report the tokens used: the upstream's ``usage`` when it sends one,
+else the gateway's own count of what went through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway import tokens
+
+MOCK_WORDS = [
+    "Gatehouse",
+    "answers",
+    "offline",
+    "with",
+    "this",
+    "deterministic",
+    "mock",
+    "reply",
+    "so",
+    "that",
+    "every",
+    "check,",
+    "budget",
+    "and",
+    "rate",
+    "limit",
+    "can",
+    "be",
+    "tried",
+    "without",
+    "a",
+    "network",
+    "or",
+    "a",
+    "provider",
+    "account",
+]
+MOCK_EMBEDDING_DIMENSIONS = 8
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Stream:
+    """An answer in server-sent events. ``usage`` is final once ``chunks`` is exhausted."""
+
+    status: int
+    chunks: AsyncIterator[bytes]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error_body: bytes = b""
+    _closers: list[Any] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for closer in self._closers:
+            closer()
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or broke off."""
+
+
+# --- mock --------------------------------------------------------------------------------
+
+
+def _mock_words(model: str, prompt: str, allowance: int) -> list[str]:
+    start = int.from_bytes(hashlib.sha256(f"{model}\0{prompt}".encode()).digest()[:2], "big")
+    count = max(1, min(allowance, 12))
+    return [MOCK_WORDS[(start + i) % len(MOCK_WORDS)] for i in range(count)]
+
+
+def _prompt_text(payload: dict[str, Any]) -> str:
+    messages = payload.get("messages") or []
+    return "\n".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+
+
+def _chunk(
+    completion_id: str, created: int, model: str, delta: dict[str, Any], finish: Any
+) -> bytes:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(body) + b"\n\n"
+
+
+class MockProvider:
+    async def complete(self, model: Any, payload: dict[str, Any], allowance: int) -> Reply:
+        prompt_tokens = tokens.count_messages(payload.get("messages"))
+        words = _mock_words(model.name, _prompt_text(payload), allowance)
+        body = {
+            "id": f"chatcmpl-{uuid.uuid4().hex}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": model.name,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": " ".join(words)},
+                    "finish_reason": "stop" if len(words) < allowance else "length",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(words),
+                "total_tokens": prompt_tokens + len(words),
+            },
+        }
+        return Reply(200, orjson.dumps(body), prompt_tokens, len(words))
+
+    async def stream(self, model: Any, payload: dict[str, Any], allowance: int) -> Stream:
+        prompt_tokens = tokens.count_messages(payload.get("messages"))
+        words = _mock_words(model.name, _prompt_text(payload), allowance)
+        options = payload.get("stream_options") or {}
+        include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+        stream = Stream(200, _empty(), prompt_tokens=prompt_tokens)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            completion_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
+            yield _chunk(completion_id, created, model.name, {"role": "assistant"}, None)
+            for i, word in enumerate(words):
+                stream.completion_tokens += 1
+                text = word if i == 0 else f" {word}"
+                yield _chunk(completion_id, created, model.name, {"content": text}, None)
+            yield _chunk(completion_id, created, model.name, {}, "stop")
+            if include_usage:
+                usage = {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(words),
+                    "total_tokens": prompt_tokens + len(words),
+                }
+                final = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model.name,
+                    "choices": [],
+                    "usage": usage,
+                }
+                yield b"data: " + orjson.dumps(final) + b"\n\n"
+            yield b"data: [DONE]\n\n"
+
+        stream.chunks = chunks()
+        return stream
+
+    async def embed(self, model: Any, payload: dict[str, Any]) -> Reply:
+        value = payload.get("input")
+        inputs = value if isinstance(value, list) and not _is_token_list(value) else [value]
+        dimensions = payload.get("dimensions") or MOCK_EMBEDDING_DIMENSIONS
+        data = [
+            {"object": "embedding", "index": i, "embedding": _mock_vector(str(item), dimensions)}
+            for i, item in enumerate(inputs)
+        ]
+        prompt_tokens = tokens.count_embedding_input(value)
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model.name,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+        return Reply(200, orjson.dumps(body), prompt_tokens, 0)
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield b""  # pragma: no cover - makes this an async generator
+
+
+def _is_token_list(value: list[Any]) -> bool:
+    return bool(value) and all(isinstance(item, int) for item in value)
+
+
+def _mock_vector(text: str, dimensions: int) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [digest[i % len(digest)] - 127.5 for i in range(dimensions)]
+    norm = math.sqrt(sum(v * v for v in raw)) or 1.0
+    return [round(v / norm, 6) for v in raw]
+
+
+# --- OpenAI-compatible over aiohttp -------------------------------------------------------
+
+
+def _usage(body: Any) -> tuple[int, int] | None:
+    usage = body.get("usage") if isinstance(body, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+class OpenAIProvider:
+    """Any API that speaks OpenAI's wire format; ``session`` is the process's aiohttp pool."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    def _request(
+        self, model: Any, payload: dict[str, Any], path: str
+    ) -> tuple[str, bytes, dict[str, str]]:
+        body = dict(payload)
+        body["model"] = model.upstream_model or model.name
+        headers = {"content-type": "application/json"}
+        secret = os.environ.get(model.api_key_env, "") if model.api_key_env else ""
+        if secret:
+            headers["authorization"] = f"Bearer {secret}"
+        return f"{model.api_base.rstrip('/')}{path}", orjson.dumps(body), headers
+
+    async def _post(self, model: Any, payload: dict[str, Any], path: str) -> Reply:
+        url, data, headers = self._request(model, payload, path)
+        try:
+            async with self.session.post(url, data=data, headers=headers) as response:
+                raw = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
+        reply = Reply(status, raw)
+        if status < 400:
+            try:
+                counted = _usage(orjson.loads(raw))
+            except orjson.JSONDecodeError:
+                counted = None
+            if counted is not None:
+                reply.prompt_tokens, reply.completion_tokens = counted
+        return reply
+
+    async def complete(self, model: Any, payload: dict[str, Any], allowance: int) -> Reply:
+        reply = await self._post(model, payload, "/chat/completions")
+        if reply.status < 400 and not (reply.prompt_tokens or reply.completion_tokens):
+            reply.prompt_tokens = tokens.count_messages(payload.get("messages"))
+        return reply
+
+    async def embed(self, model: Any, payload: dict[str, Any]) -> Reply:
+        reply = await self._post(model, payload, "/embeddings")
+        if reply.status < 400 and not reply.prompt_tokens:
+            reply.prompt_tokens = tokens.count_embedding_input(payload.get("input"))
+        return reply
+
+    async def stream(self, model: Any, payload: dict[str, Any], allowance: int) -> Stream:
+        url, data, headers = self._request(model, payload, "/chat/completions")
+        try:
+            response = await self.session.post(url, data=data, headers=headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
+        prompt_estimate = tokens.count_messages(payload.get("messages"))
+        if response.status >= 400:
+            try:
+                error_body = await response.read()
+            finally:
+                response.release()
+            return Stream(response.status, _empty(), error_body=error_body)
+        stream = Stream(200, _empty(), prompt_tokens=prompt_estimate)
+        stream._closers.append(response.close)
+        counter = _SSECounter()
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in response.content.iter_any():
+                    counter.feed(chunk)
+                    stream.completion_tokens = counter.completion_tokens()
+                    if counter.usage is not None:
+                        stream.prompt_tokens, stream.completion_tokens = counter.usage
+                    yield chunk
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
+            finally:
+                response.release()
+
+        stream.chunks = chunks()
+        return stream
+
+
+class _SSECounter:
+    """Reads server-sent events as they pass: the upstream's usage, else the text produced."""
+
+    def __init__(self) -> None:
+        self.buffer = b""
+        self.chars = 0
+        self.usage: tuple[int, int] | None = None
+
+    def feed(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            if not line.startswith(b"data:"):
+                continue
+            data = line[5:].strip()
+            if not data or data == b"[DONE]":
+                continue
+            try:
+                event = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                continue
+            counted = _usage(event)
+            if counted is not None:
+                self.usage = counted
+            for choice in event.get("choices") or () if isinstance(event, dict) else ():
+                delta = choice.get("delta") if isinstance(choice, dict) else None
+                if isinstance(delta, dict) and isinstance(delta.get("content"), str):
+                    self.chars += len(delta["content"])
+
+    def completion_tokens(self) -> int:
+        return -(-self.chars // tokens.CHARS_PER_TOKEN) if self.chars else 0

@@ -1,0 +1,287 @@
+"""Everything the gateway checks, read from the database into memory in one go.
+
+A ``Snapshot`` maps key hashes to ``KeyEntry`` chains (key, project, team, organization,
+user) and holds the catalog. It is rebuilt off the request path when the configuration
+version changes (``hierarchy.changes``); requests only read it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from hierarchy.governance import Catalog, ModelScope, budget_period
+from hierarchy.models import AccessGroup, CatalogModel, Organization, Team, User
+from keys.models import VirtualKey
+from projects.models import Project
+
+FEMTO = 10**15  # prices have 15 decimal places: integer femto-USD per token is exact
+NANO = 10**9
+NO_PERIOD = "0"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_nano(value: Any) -> int:
+    return int((Decimal(str(value)) * NANO).to_integral_value())
+
+
+def _nano_map(values: Any) -> dict[str, int]:
+    return {str(name): to_nano(v) for name, v in (values or {}).items() if v is not None}
+
+
+def _model_budgets(values: Any) -> dict[str, tuple[int, str]]:
+    """``model_max_budget`` as stored: {model: {"budget_limit": "1.5", "time_period": "1d"}}."""
+    out = {}
+    for name, value in (values or {}).items():
+        if isinstance(value, dict):
+            out[str(name)] = (to_nano(value["budget_limit"]), value.get("time_period") or "")
+        elif value is not None:
+            out[str(name)] = (to_nano(value), "")
+    return out
+
+
+def _int_map(values: Any) -> dict[str, int]:
+    return {str(name): int(v) for name, v in (values or {}).items() if v is not None}
+
+
+@dataclass(slots=True)
+class CatalogEntry:
+    name: str
+    mode: str
+    provider: str
+    upstream_model: str
+    api_base: str
+    api_key_env: str
+    input_femto: int
+    output_femto: int
+    max_output_tokens: int
+
+    def cost_nano(self, prompt_tokens: int, completion_tokens: int) -> int:
+        """Exact cost in nano-USD, rounded up: a call is never free by rounding."""
+        femto = prompt_tokens * self.input_femto + completion_tokens * self.output_femto
+        return -(-femto // (FEMTO // NANO))
+
+
+@dataclass(slots=True)
+class Level:
+    """One governed level as the gateway enforces it. Money in nano-USD."""
+
+    kind: str
+    id: str
+    label: str
+    blocked: bool
+    models: list[str]
+    max_budget: int | None
+    budget_duration: str
+    budget_reset_at: datetime | None
+    spend: int
+    model_spend: dict[str, int]
+    rpm_limit: int | None
+    tpm_limit: int | None
+    model_rpm_limit: dict[str, int]
+    model_tpm_limit: dict[str, int]
+    model_max_budget: dict[str, tuple[int, str]]  # limit and its own period ("" = the level's)
+    _period: tuple[float, float, str] = (math.inf, -math.inf, NO_PERIOD)
+    _db_period_current: bool = False
+    _own_periods: dict[str, tuple[float, float, str]] = field(default_factory=dict)
+
+    def period(self, now: float) -> tuple[str, float]:
+        """The current budget period's tag (its start, epoch seconds) and end.
+
+        Computed at most once per period (Decision 8); no duration means one endless period.
+        """
+        start, end, tag = self._period
+        if start <= now < end:
+            return tag, end
+        if not self.budget_duration:
+            self._period = (-math.inf, math.inf, NO_PERIOD)
+            self._db_period_current = True
+            return NO_PERIOD, math.inf
+        moment = datetime.fromtimestamp(now, UTC)
+        period_start, period_end = budget_period(self.budget_duration, self.budget_reset_at, moment)
+        self._db_period_current = self.budget_reset_at == period_end
+        tag = str(int(period_start.timestamp()))
+        self._period = (period_start.timestamp(), period_end.timestamp(), tag)
+        return tag, period_end.timestamp()
+
+    def own_period(self, duration: str, now: float) -> tuple[str, float]:
+        """A per-model budget's own period: calendar-aligned for d/w/mo, on a grid from the
+        epoch for s/m/h, so that every process agrees."""
+        start, end, tag = self._own_periods.get(duration, (math.inf, -math.inf, ""))
+        if start <= now < end:
+            return tag, end
+        anchor = EPOCH if duration[-1] in "smh" and not duration.endswith("mo") else None
+        moment = datetime.fromtimestamp(now, UTC)
+        period_start, period_end = budget_period(duration, anchor, moment)
+        tag = f"{duration}-{int(period_start.timestamp())}"
+        self._own_periods[duration] = (period_start.timestamp(), period_end.timestamp(), tag)
+        return tag, period_end.timestamp()
+
+    def seed(self, model: str | None = None) -> int:
+        """The spend the database holds for the current period (call ``period`` first)."""
+        if not self._db_period_current:
+            return 0
+        return self.spend if model is None else self.model_spend.get(model, 0)
+
+
+@dataclass(slots=True)
+class KeyEntry:
+    id: str
+    key_hash: str
+    expires: float | None
+    user_active: bool
+    levels: tuple[Level, ...]
+    scope: ModelScope
+    project_id: str = ""
+    team_id: str = ""
+    organization_id: str = ""
+    user_id: str = ""
+    is_master: bool = False
+    _allowed: dict[str, bool] = field(default_factory=dict)
+
+    def allows(self, model: str) -> bool:
+        allowed = self._allowed.get(model)
+        if allowed is None:
+            allowed = self._allowed[model] = self.scope.allows(model)
+        return allowed
+
+
+@dataclass
+class Snapshot:
+    keys: dict[str, KeyEntry]
+    catalog: dict[str, CatalogEntry]
+    catalog_scope: Catalog
+    version: Any = None
+    loaded_at: float = 0.0
+
+    def master_entry(self, key_hash: str) -> KeyEntry:
+        return KeyEntry(
+            id="",
+            key_hash=key_hash,
+            expires=None,
+            user_active=True,
+            levels=(),
+            scope=ModelScope(catalog=self.catalog_scope),
+            is_master=True,
+        )
+
+
+LEVEL_FIELDS = (
+    "pk",
+    "blocked",
+    "models",
+    "max_budget",
+    "budget_duration",
+    "budget_reset_at",
+    "spend",
+    "model_spend",
+    "rpm_limit",
+    "tpm_limit",
+    "model_rpm_limit",
+    "model_tpm_limit",
+    "model_max_budget",
+)
+
+
+def _levels(model: Any, kind: str, label_field: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    groups: dict[str, list[str]] = defaultdict(list)
+    through = model.access_groups.through
+    owner = f"{model._meta.model_name}_id"
+    for owner_id, group_name in through.objects.values_list(owner, "accessgroup__name"):
+        groups[owner_id].append(group_name)
+    out: dict[str, Any] = {}
+    for row in model._default_manager.values(*LEVEL_FIELDS, label_field, *extra):
+        pk = row["pk"]
+        out[pk] = (
+            Level(
+                kind=kind,
+                id=pk,
+                label=str(row[label_field] or pk),
+                blocked=row["blocked"],
+                models=[*(row["models"] or []), *groups.get(pk, [])],
+                max_budget=None if row["max_budget"] is None else to_nano(row["max_budget"]),
+                budget_duration=row["budget_duration"] or "",
+                budget_reset_at=row["budget_reset_at"],
+                spend=to_nano(row["spend"]),
+                model_spend=_nano_map(row["model_spend"]),
+                rpm_limit=row["rpm_limit"],
+                tpm_limit=row["tpm_limit"],
+                model_rpm_limit=_int_map(row["model_rpm_limit"]),
+                model_tpm_limit=_int_map(row["model_tpm_limit"]),
+                model_max_budget=_model_budgets(row["model_max_budget"]),
+            ),
+            row,
+        )
+    return out
+
+
+def load_snapshot(version: Any = None) -> Snapshot:
+    """Read keys, levels, catalog and access groups (a handful of queries, no per-key query)."""
+    import time
+
+    catalog = {
+        row.name: CatalogEntry(
+            name=row.name,
+            mode=row.mode,
+            provider=row.provider,
+            upstream_model=row.upstream_model,
+            api_base=row.api_base,
+            api_key_env=row.api_key_env,
+            input_femto=int(row.input_cost_per_token * FEMTO),
+            output_femto=int(row.output_cost_per_token * FEMTO),
+            max_output_tokens=row.max_output_tokens,
+        )
+        for row in CatalogModel.objects.all()
+    }
+    catalog_scope = Catalog(
+        names=sorted(catalog), groups=dict(AccessGroup.objects.values_list("name", "models"))
+    )
+    organizations = _levels(Organization, "organization", "alias")
+    teams = _levels(Team, "team", "alias", ("organization_id",))
+    projects = _levels(Project, "project", "alias")
+    users = _levels(User, "user", "email", ("is_active", "username"))
+    keys: dict[str, KeyEntry] = {}
+    key_levels = _levels(
+        VirtualKey,
+        "key",
+        "key_alias",
+        ("token_hash", "key_name", "project_id", "team_id", "user_id", "expires"),
+    )
+    for key_level, row in key_levels.values():
+        if key_level.label == key_level.id:
+            key_level.label = row["key_name"]
+        chain: list[Level] = [key_level]
+        project = projects.get(row["project_id"])
+        team = teams.get(row["team_id"])
+        organization = organizations.get(team[1]["organization_id"]) if team else None
+        user = users.get(row["user_id"])
+        for found in (project, team, organization, user):
+            if found is not None:
+                chain.append(found[0])
+        if user is not None and user[0].label == user[0].id:
+            user[0].label = user[1]["username"]
+        lists = [level.models for level in chain if level.models]
+        expires = row["expires"]
+        keys[row["token_hash"]] = KeyEntry(
+            id=key_level.id,
+            key_hash=row["token_hash"],
+            expires=expires.timestamp() if expires else None,
+            user_active=user[1]["is_active"] if user else True,
+            levels=tuple(chain),
+            scope=ModelScope(catalog=catalog_scope, lists=lists),
+            project_id=row["project_id"] or "",
+            team_id=row["team_id"] or "",
+            organization_id=organization[0].id if organization else "",
+            user_id=row["user_id"] or "",
+        )
+    return Snapshot(
+        keys=keys,
+        catalog=catalog,
+        catalog_scope=catalog_scope,
+        version=version,
+        loaded_at=time.time(),
+    )

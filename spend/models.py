@@ -1,0 +1,57 @@
+"""Spend logs: one row per upstream call the gateway made (refused calls are not logged).
+
+The ids of every level are plain indexed columns, not foreign keys: a log outlives the key,
+project or team it names, and the gateway inserts rows in batches without joins.
+"""
+
+from __future__ import annotations
+
+from django.db import models as db
+from django.db.models import Q
+
+
+class SpendLog(db.Model):
+    class Status(db.TextChoices):
+        SUCCESS = "success", "Success"
+        FAILURE = "failure", "Failure"
+
+    id = db.BigAutoField(primary_key=True)
+    request_id = db.CharField(max_length=64, unique=True)
+    key_hash = db.CharField(max_length=64, blank=True, db_index=True)
+    key_id = db.CharField(max_length=128, blank=True, default="")
+    project_id = db.CharField(max_length=128, blank=True, default="")
+    team_id = db.CharField(max_length=128, blank=True, default="")
+    organization_id = db.CharField(max_length=128, blank=True, default="")
+    user_id = db.CharField(max_length=128, blank=True, default="")
+    model = db.CharField(max_length=200)
+    call_type = db.CharField(max_length=32, default="chat.completions")
+    prompt_tokens = db.PositiveIntegerField(default=0)
+    completion_tokens = db.PositiveIntegerField(default=0)
+    total_tokens = db.PositiveIntegerField(default=0)
+    cost = db.DecimalField(max_digits=21, decimal_places=9, default=0, help_text="USD")
+    status = db.CharField(max_length=16, choices=Status.choices)
+    http_status = db.PositiveSmallIntegerField()
+    stream = db.BooleanField(default=False)
+    latency_ms = db.FloatField(help_text="Upstream call, milliseconds.")
+    started_at = db.DateTimeField()
+    ended_at = db.DateTimeField()
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            db.Index(fields=["key_id", "started_at"], name="spend_log_key_started"),
+            db.Index(fields=["project_id", "started_at"], name="spend_log_project_started"),
+            db.Index(fields=["team_id", "started_at"], name="spend_log_team_started"),
+            db.Index(fields=["organization_id", "started_at"], name="spend_log_org_started"),
+            db.Index(fields=["user_id", "started_at"], name="spend_log_user_started"),
+            db.Index(fields=["started_at"], name="spend_log_started"),
+        ]
+        constraints = [
+            db.CheckConstraint(condition=Q(cost__gte=0), name="spend_spendlog_cost_not_negative"),
+            db.CheckConstraint(
+                condition=Q(status__in=["success", "failure"]), name="spend_spendlog_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id

@@ -1,0 +1,84 @@
+"""The admission rule, the same in process memory and in Redis (one Lua script)."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from gateway.counters import (
+    BUDGET,
+    REQUESTS,
+    TOKENS,
+    Check,
+    LocalCounters,
+    RedisCounters,
+    settle_ops,
+)
+
+
+def run(coroutine):
+    with ThreadPoolExecutor(max_workers=1) as pool:  # a loop of its own
+        return pool.submit(asyncio.run, coroutine).result()
+
+
+@pytest.fixture(params=["local", "redis"])
+def counters_factory(request):
+    if request.param == "local":
+        return LocalCounters
+    server = request.getfixturevalue("redis_server")
+    return lambda: RedisCounters(server.url)
+
+
+def test_budget_admits_while_spend_plus_reserved_is_below_the_limit(counters_factory):
+    async def scenario():
+        counters = counters_factory()
+        budget = Check(BUDGET, "gh:b:key:k1:0", 100, 40, 30, 0)  # 30 already spent
+        first = await counters.admit([budget])
+        second = await counters.admit([budget])
+        third = await counters.admit([budget])
+        assert (first.ok, first.reserved) == (True, [40])
+        assert (second.ok, second.reserved) == (True, [30])  # capped at what is left
+        assert (third.ok, third.failed) == (False, 0)
+        counters.settle(settle_ops(first, 10, 0))  # real cost 10: 40 released, 10 spent
+        await counters.flush()
+        fourth = await counters.admit([budget])  # spend 40 + reserved 30: 30 left
+        assert (fourth.ok, fourth.reserved) == (True, [30])
+        assert not (await counters.admit([budget])).ok
+        await counters.close()
+
+    run(scenario())
+
+
+def test_windows_count_requests_and_tokens_and_a_refused_call_counts_nowhere(counters_factory):
+    async def scenario():
+        counters = counters_factory()
+        rpm = Check(REQUESTS, "gh:q:key:k2:1", 2, 1, 0, 120)
+        tpm = Check(TOKENS, "gh:t:team:t2:1", 1000, 60, 0, 120)
+        first = await counters.admit([tpm, rpm])
+        assert (first.remaining_requests, first.remaining_tokens) == (1, 940)
+        assert (await counters.admit([tpm, rpm])).remaining_requests == 0
+        refused = await counters.admit([tpm, rpm])
+        assert (refused.ok, refused.failed) == (False, 1)
+        alone = await counters.admit([tpm])
+        assert alone.remaining_tokens == 1000 - 3 * 60  # the refused call added nothing
+        counters.settle(settle_ops(alone, 0, 20))  # used 20 of the 60 reserved
+        await counters.flush()
+        assert (await counters.admit([tpm])).remaining_tokens == 1000 - 2 * 60 - 20 - 60
+        await counters.close()
+
+    run(scenario())
+
+
+def test_budget_seed_is_used_only_when_the_counter_is_new(counters_factory):
+    async def scenario():
+        counters = counters_factory()
+        assert not (await counters.admit([Check(BUDGET, "gh:b:team:t3:0", 50, 1, 50, 0)])).ok
+        fresh_period = Check(BUDGET, "gh:b:team:t3:1700000000", 50, 1, 0, 3600)
+        assert (await counters.admit([fresh_period])).ok
+        reseeded = Check(BUDGET, "gh:b:team:t3:1700000000", 50, 1, 49, 3600)
+        assert (await counters.admit([reseeded])).reserved == [1]  # 1 reserved, seed ignored
+        await counters.close()
+
+    run(scenario())

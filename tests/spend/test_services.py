@@ -1,0 +1,120 @@
+"""Recording spend: log rows, every level's spend, and budget periods rolling over."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from gateway.snapshot import Level
+from hierarchy.models import Team
+from keys.models import VirtualKey
+from spend.models import SpendLog
+from spend.services import CallRecord, spend_record_batch
+from tests.factories import UserFactory, VirtualKeyFactory
+
+BOUNDARY = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def record(key: VirtualKey, cost_nano: int, ended: datetime, model: str = "gpt-4o") -> CallRecord:
+    team = key.team
+    return CallRecord(
+        request_id=uuid.uuid4().hex,
+        key_hash=key.token_hash,
+        key_id=key.pk,
+        project_id=key.project_id or "",
+        team_id=key.team_id or "",
+        organization_id=team.organization_id if team and team.organization_id else "",
+        user_id=key.user_id or "",
+        model=model,
+        call_type="chat.completions",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_nano=cost_nano,
+        http_status=200,
+        stream=False,
+        latency_ms=1.5,
+        started_at=ended.timestamp() - 0.1,
+        ended_at=ended.timestamp(),
+    )
+
+
+@pytest.fixture
+def key(db):
+    return VirtualKeyFactory(user=UserFactory())
+
+
+def test_a_batch_writes_rows_and_adds_cost_at_every_level(key):
+    at = BOUNDARY + timedelta(hours=1)
+    spend_record_batch(
+        records=[record(key, 1_500, at), record(key, 500, at, model="gpt-4o-mini")], now=at
+    )
+    assert SpendLog.objects.filter(key_id=key.pk).count() == 2
+    row = SpendLog.objects.filter(model="gpt-4o").get()
+    assert (row.total_tokens, row.cost, row.status) == (15, Decimal("0.0000015"), "success")
+    assert row.organization_id == key.team.organization_id
+    for level in (key, key.project, key.team, key.team.organization, key.user):
+        level.refresh_from_db()
+        assert level.spend == Decimal("0.000002"), level
+        assert level.model_spend == {"gpt-4o": 0.0000015, "gpt-4o-mini": 0.0000005}
+    assert key.last_used_at == at
+
+
+def test_spend_rolls_over_exactly_at_the_period_boundary(key):
+    Team.objects.filter(pk=key.team_id).update(
+        budget_duration="1d", budget_reset_at=BOUNDARY, spend=Decimal("5")
+    )
+    before = BOUNDARY - timedelta(microseconds=1)
+    spend_record_batch(records=[record(key, 1_000, before)], now=before)
+    key.team.refresh_from_db()
+    assert key.team.spend == Decimal("5.000001")  # still the old period
+
+    late = record(key, 2_000, before)  # ended before the boundary, written after it
+    spend_record_batch(records=[late, record(key, 3_000, BOUNDARY)], now=BOUNDARY)
+    key.team.refresh_from_db()
+    assert key.team.spend == Decimal("0.000003")  # a new period: only the call inside it
+    assert key.team.budget_reset_at == BOUNDARY + timedelta(days=1)
+    assert SpendLog.objects.count() == 3  # every call is logged
+    key.refresh_from_db()
+    assert key.spend == Decimal("0.000006")  # the key has no period
+
+
+def level(**overrides) -> Level:
+    values = dict(
+        kind="team",
+        id="t",
+        label="t",
+        blocked=False,
+        models=[],
+        max_budget=10**9,
+        budget_duration="1d",
+        budget_reset_at=BOUNDARY,
+        spend=700,
+        model_spend={"m": 70},
+        rpm_limit=None,
+        tpm_limit=None,
+        model_rpm_limit={},
+        model_tpm_limit={},
+        model_max_budget={},
+    )
+    return Level(**{**values, **overrides})
+
+
+def test_gateway_periods_change_at_the_boundary_and_seed_only_the_current_one():
+    team = level()
+    tag_before, end_before = team.period(BOUNDARY.timestamp() - 0.001)
+    assert end_before == BOUNDARY.timestamp()
+    assert (team.seed(), team.seed("m")) == (700, 70)  # the database holds this period
+    tag_after, end_after = team.period(BOUNDARY.timestamp())
+    assert tag_after != tag_before
+    assert end_after == (BOUNDARY + timedelta(days=1)).timestamp()
+    assert team.seed() == 0  # nothing spent yet in the new period
+
+
+def test_own_model_periods_agree_across_processes():
+    now = BOUNDARY.timestamp() + 95
+    first, second = level(), level()
+    assert first.own_period("30s", now) == second.own_period("30s", now)
+    assert first.own_period("30s", now)[1] == BOUNDARY.timestamp() + 120
