@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench-gateway
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ run: $(STAMP) .env
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+bench-gateway: $(STAMP)
+	$(BIN)/python -m bench.gateway
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
