@@ -12,8 +12,8 @@ import hashlib
 import hmac
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -398,7 +398,7 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, started: 
     checks = build_checks(entry, model.name, reserve, prompt_estimate + output_allowance, now)
     admission = await admit(runtime, checks, model.name, now)
     provider = runtime.providers[model.provider]
-    request_id = uuid.uuid4().hex
+    request_id = os.urandom(16).hex()
     headers = [*limit_headers(admission), (b"x-request-id", request_id.encode())]
     upstream_started = time.perf_counter()
     try:
@@ -568,7 +568,7 @@ async def embeddings(scope: Scope, receive: Receive, send: Send, started: float)
         entry, model.name, model.cost_nano(prompt_estimate, 0), prompt_estimate, now
     )
     admission = await admit(runtime, checks, model.name, now)
-    request_id = uuid.uuid4().hex
+    request_id = os.urandom(16).hex()
     headers = [*limit_headers(admission), (b"x-request-id", request_id.encode())]
     upstream_started = time.perf_counter()
     try:

@@ -27,14 +27,16 @@ logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 0.25  # configuration changes reach every process well within 1 s
 EMBEDDED_RELOAD_INTERVAL = 1.0  # no Redis to announce changes: re-read every second
-SAFETY_RELOAD_INTERVAL = 30.0  # in case an announcement was lost while Redis was down
+SAFETY_RELOAD_INTERVAL = 30.0
+BATCH_LIMIT = 5000  # spend rows per transaction
 
 
 def _database_call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ORM work in a worker thread with a healthy connection."""
-    from django.db import close_old_connections, connection
+    """Run ORM work in one of the gateway's own threads. The thread keeps its connection
+    between calls (opening one per batch costs the database a process); a failed call
+    drops it, so the next call reconnects."""
+    from django.db import connection
 
-    close_old_connections()
     try:
         return function(*args, **kwargs)
     except Exception:
@@ -59,7 +61,7 @@ class SpendWriter:
     def add(self, record: CallRecord) -> None:
         self.queue.append(record)  # deque.append is atomic: no lock on the request path
 
-    def _take(self, limit: int = 5000) -> list[CallRecord]:
+    def _take(self, limit: int = BATCH_LIMIT) -> list[CallRecord]:
         batch: list[CallRecord] = []
         try:
             while len(batch) < limit:
@@ -69,6 +71,8 @@ class SpendWriter:
         return batch
 
     def _run(self) -> None:
+        """One batch per interval (more only when a batch is full): rows arriving during a
+        write wait for the next tick instead of turning the thread into a busy loop."""
         delay = self.interval
         while True:
             self.wake.wait(delay)
@@ -85,6 +89,8 @@ class SpendWriter:
                     failed = True
                     break
                 self.written += len(batch)
+                if len(batch) < BATCH_LIMIT and not stopping:
+                    break
             delay = min(delay * 2, 5.0) if failed else self.interval
             if stopping and (not self.queue or (failed and delay >= 5.0)):
                 return
