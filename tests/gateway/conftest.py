@@ -118,6 +118,7 @@ class Gateway:
             "GATEHOUSE_SPEND_FLUSH_INTERVAL": "0.1",
             **env,
         }
+        (ROOT / "var").mkdir(exist_ok=True)
         self.log = open(ROOT / "var" / f"gateway-test-{self.port}.log", "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
