@@ -15,6 +15,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -331,53 +332,69 @@ def allowance(payload: dict[str, Any], model: CatalogEntry) -> int:
     return model.max_output_tokens
 
 
-def finish(
-    runtime: Runtime,
-    entry: KeyEntry,
-    admission: Admission,
-    model: CatalogEntry,
-    *,
-    call_type: str,
-    prompt_tokens: int,
-    completion_tokens: int,
-    status: int,
-    stream: bool,
-    started_wall: float,
-    upstream_seconds: float,
-    request_id: str,
-) -> int:
-    """Settle the counters and queue the spend log row; returns the cost in nano-USD."""
-    cost = (
-        model.cost_nano(prompt_tokens, completion_tokens)
-        if status < 400 or status == CLIENT_CLOSED
-        else 0
-    )
-    used = prompt_tokens + completion_tokens if cost or status < 400 else 0
-    if admission.checks:
-        runtime.counters.settle(settle_ops(admission, cost, used))
-    runtime.served[status] += 1
-    runtime.writer.add(
-        CallRecord(
-            request_id=request_id,
-            key_hash=entry.key_hash,
-            key_id=entry.id,
-            project_id=entry.project_id,
-            team_id=entry.team_id,
-            organization_id=entry.organization_id,
-            user_id=entry.user_id,
-            model=model.name,
-            call_type=call_type,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost_nano=cost,
-            http_status=status,
-            stream=stream,
-            latency_ms=upstream_seconds * 1000,
-            started_at=started_wall,
-            ended_at=time.time(),
+@dataclass(slots=True)
+class UpstreamCall:
+    """An admitted call on its way upstream: answered, settled and logged exactly once."""
+
+    runtime: Runtime
+    entry: KeyEntry
+    admission: Admission
+    model: CatalogEntry
+    call_type: str
+    stream: bool
+    started: float  # perf_counter when the request arrived
+    now: float  # wall clock at admission
+    request_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    upstream_started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [*limit_headers(self.admission), (b"x-request-id", self.request_id.encode())]
+
+    def finish(self, status: int, prompt_tokens: int = 0, completion_tokens: int = 0) -> None:
+        """Settle the counters (release the reservation, add the real cost and tokens) and
+        queue the spend log row."""
+        upstream = time.perf_counter() - self.upstream_started
+        billable = status < 400 or status == CLIENT_CLOSED
+        cost = self.model.cost_nano(prompt_tokens, completion_tokens) if billable else 0
+        if self.admission.checks:
+            used = prompt_tokens + completion_tokens if billable else 0
+            self.runtime.counters.settle(settle_ops(self.admission, cost, used))
+        self.runtime.served[status] += 1
+        entry = self.entry
+        self.runtime.writer.add(
+            CallRecord(
+                request_id=self.request_id,
+                key_hash=entry.key_hash,
+                key_id=entry.id,
+                project_id=entry.project_id,
+                team_id=entry.team_id,
+                organization_id=entry.organization_id,
+                user_id=entry.user_id,
+                model=self.model.name,
+                call_type=self.call_type,
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                cost_nano=cost,
+                http_status=status,
+                stream=self.stream,
+                latency_ms=upstream * 1000,
+                started_at=self.now,
+                ended_at=time.time(),
+            )
         )
-    )
-    return cost
+
+    def failed(self, error: UpstreamError) -> GatewayError:
+        self.finish(502)
+        message = MSG_UPSTREAM.format(model=self.model.name, detail=error)
+        return GatewayError(502, message, "upstream_error", "upstream_error", self.headers)
+
+    async def reply(self, send: Send, reply: Reply) -> None:
+        self.finish(reply.status, reply.prompt_tokens, reply.completion_tokens)
+        upstream = time.perf_counter() - self.upstream_started
+        await respond(
+            send, reply.status, reply.body, [*self.headers, _overhead(self.started, upstream)]
+        )
 
 
 # --- endpoints -------------------------------------------------------------------------------
@@ -397,107 +414,29 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, started: 
     reserve = model.cost_nano(prompt_estimate, output_allowance)
     checks = build_checks(entry, model.name, reserve, prompt_estimate + output_allowance, now)
     admission = await admit(runtime, checks, model.name, now)
+    streamed = bool(payload.get("stream"))
+    call = UpstreamCall(
+        runtime, entry, admission, model, "chat.completions", streamed, started, now
+    )
     provider = runtime.providers[model.provider]
-    request_id = os.urandom(16).hex()
-    headers = [*limit_headers(admission), (b"x-request-id", request_id.encode())]
-    upstream_started = time.perf_counter()
     try:
-        if payload.get("stream"):
+        if streamed:
             stream: Stream = await provider.stream(model, payload, output_allowance)
         else:
             reply: Reply = await provider.complete(model, payload, output_allowance)
     except UpstreamError as exc:
-        upstream = time.perf_counter() - upstream_started
-        finish(
-            runtime,
-            entry,
-            admission,
-            model,
-            call_type="chat.completions",
-            prompt_tokens=0,
-            completion_tokens=0,
-            status=502,
-            stream=bool(payload.get("stream")),
-            started_wall=now,
-            upstream_seconds=upstream,
-            request_id=request_id,
-        )
-        raise GatewayError(
-            502,
-            MSG_UPSTREAM.format(model=model.name, detail=exc),
-            "upstream_error",
-            "upstream_error",
-            headers,
-        ) from None
-    if payload.get("stream"):
-        await relay_stream(
-            runtime,
-            entry,
-            admission,
-            model,
-            stream,
-            scope,
-            receive,
-            send,
-            started,
-            now,
-            upstream_started,
-            request_id,
-            headers,
-        )
-        return
-    upstream = time.perf_counter() - upstream_started
-    finish(
-        runtime,
-        entry,
-        admission,
-        model,
-        call_type="chat.completions",
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=reply.completion_tokens,
-        status=reply.status,
-        stream=False,
-        started_wall=now,
-        upstream_seconds=upstream,
-        request_id=request_id,
-    )
-    await respond(send, reply.status, reply.body, [*headers, _overhead(started, upstream)])
+        raise call.failed(exc) from None
+    if streamed:
+        await relay_stream(call, stream, receive, send)
+    else:
+        await call.reply(send, reply)
 
 
-async def relay_stream(
-    runtime: Runtime,
-    entry: KeyEntry,
-    admission: Admission,
-    model: CatalogEntry,
-    stream: Stream,
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    started: float,
-    now: float,
-    upstream_started: float,
-    request_id: str,
-    headers: list[tuple[bytes, bytes]],
-) -> None:
+async def relay_stream(call: UpstreamCall, stream: Stream, receive: Receive, send: Send) -> None:
+    """Relay server-sent events chunk by chunk; a client that leaves stops the relay, and
+    what was produced until then is what is charged."""
     if stream.status >= 400:
-        upstream = time.perf_counter() - upstream_started
-        finish(
-            runtime,
-            entry,
-            admission,
-            model,
-            call_type="chat.completions",
-            prompt_tokens=0,
-            completion_tokens=0,
-            status=stream.status,
-            stream=True,
-            started_wall=now,
-            upstream_seconds=upstream,
-            request_id=request_id,
-        )
-        await respond(
-            send, stream.status, stream.error_body, [*headers, _overhead(started, upstream)]
-        )
+        await call.reply(send, Reply(stream.status, stream.error_body))
         return
     disconnected = asyncio.Event()
 
@@ -515,8 +454,8 @@ async def relay_stream(
             "headers": [
                 (b"content-type", b"text/event-stream"),
                 (b"cache-control", b"no-cache"),
-                *headers,
-                _overhead(started, time.perf_counter() - upstream_started),
+                *call.headers,
+                _overhead(call.started, time.perf_counter() - call.upstream_started),
             ],
         }
     )
@@ -538,20 +477,7 @@ async def relay_stream(
         await stream.close()
         if disconnected.is_set() and status == 200:
             status = CLIENT_CLOSED
-        finish(
-            runtime,
-            entry,
-            admission,
-            model,
-            call_type="chat.completions",
-            prompt_tokens=stream.prompt_tokens,
-            completion_tokens=stream.completion_tokens,
-            status=status,
-            stream=True,
-            started_wall=now,
-            upstream_seconds=time.perf_counter() - upstream_started,
-            request_id=request_id,
-        )
+        call.finish(status, stream.prompt_tokens, stream.completion_tokens)
 
 
 async def embeddings(scope: Scope, receive: Receive, send: Send, started: float) -> None:
@@ -564,54 +490,15 @@ async def embeddings(scope: Scope, receive: Receive, send: Send, started: float)
         raise bad_request("'input' must be a string or a non-empty list.", param="input")
     prompt_estimate = tokens.count_embedding_input(value)
     now = time.time()
-    checks = build_checks(
-        entry, model.name, model.cost_nano(prompt_estimate, 0), prompt_estimate, now
-    )
+    reserve = model.cost_nano(prompt_estimate, 0)
+    checks = build_checks(entry, model.name, reserve, prompt_estimate, now)
     admission = await admit(runtime, checks, model.name, now)
-    request_id = os.urandom(16).hex()
-    headers = [*limit_headers(admission), (b"x-request-id", request_id.encode())]
-    upstream_started = time.perf_counter()
+    call = UpstreamCall(runtime, entry, admission, model, "embeddings", False, started, now)
     try:
         reply = await runtime.providers[model.provider].embed(model, payload)
     except UpstreamError as exc:
-        upstream = time.perf_counter() - upstream_started
-        finish(
-            runtime,
-            entry,
-            admission,
-            model,
-            call_type="embeddings",
-            prompt_tokens=0,
-            completion_tokens=0,
-            status=502,
-            stream=False,
-            started_wall=now,
-            upstream_seconds=upstream,
-            request_id=request_id,
-        )
-        raise GatewayError(
-            502,
-            MSG_UPSTREAM.format(model=model.name, detail=exc),
-            "upstream_error",
-            "upstream_error",
-            headers,
-        ) from None
-    upstream = time.perf_counter() - upstream_started
-    finish(
-        runtime,
-        entry,
-        admission,
-        model,
-        call_type="embeddings",
-        prompt_tokens=reply.prompt_tokens,
-        completion_tokens=0,
-        status=reply.status,
-        stream=False,
-        started_wall=now,
-        upstream_seconds=upstream,
-        request_id=request_id,
-    )
-    await respond(send, reply.status, reply.body, [*headers, _overhead(started, upstream)])
+        raise call.failed(exc) from None
+    await call.reply(send, reply)
 
 
 async def list_models(scope: Scope, receive: Receive, send: Send, started: float) -> None:

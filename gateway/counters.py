@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gateway.resp import RespClient
+
 logger = logging.getLogger(__name__)
 
 BUDGET, REQUESTS, TOKENS = "b", "q", "t"
@@ -235,17 +237,7 @@ class RedisCounters:
     that queued up in that tick and the settles waiting to be sent."""
 
     def __init__(self, url: str, *, timeout: float = 0.5, settle_interval: float = 0.05) -> None:
-        import redis.asyncio as redis
-
-        self.client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry_on_timeout=False,
-            health_check_interval=0,
-        )
-        self.timeout = timeout
-        self.script = self.client.register_script(SCRIPT)
+        self.client = RespClient(url, timeout=timeout)
         self.settle_interval = settle_interval
         self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
         self.settles: list[tuple[str, int, int]] = []
@@ -298,7 +290,7 @@ class RedisCounters:
     ) -> None:
         args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
         try:
-            replies = await asyncio.wait_for(self.script(args=args), self.timeout)
+            replies = await self.client.evalsha(SCRIPT, *args)
         except Exception as exc:  # unreachable, timed out, restarted mid-call
             # Settles are kept and sent again with the next batch; admissions are refused.
             self.settles[:0] = settles
@@ -336,12 +328,12 @@ class RedisCounters:
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self.client.ping(), self.timeout))
+            return bool(await self.client.execute("PING") == b"PONG")
         except Exception:
             return False
 
     async def get(self, key: str) -> Any:
-        return await asyncio.wait_for(self.client.get(key), self.timeout)
+        return await self.client.execute("GET", key)
 
     async def close(self) -> None:
-        await self.client.aclose()
+        await self.client.close()

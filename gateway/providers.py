@@ -1,4 +1,4 @@
-"""Upstream providers: the offline ``mock`` and any OpenAI-compatible API (over aiohttp).
+"""Upstream providers: the offline ``mock`` and any OpenAI-compatible API.
 
 A provider returns a ``Reply`` (whole answer) or a ``Stream`` (server-sent events relayed
 chunk by chunk). Both report the tokens used: the upstream's ``usage`` when it sends one,
@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
 import orjson
 
 from gateway import tokens
+from gateway.upstream_http import UpstreamConnectionError, UpstreamPool
 
 MOCK_WORDS = [
     "Gatehouse",
@@ -200,7 +200,7 @@ def _mock_vector(text: str, dimensions: int) -> list[float]:
     return [round(v / norm, 6) for v in raw]
 
 
-# --- OpenAI-compatible over aiohttp -------------------------------------------------------
+# --- OpenAI-compatible, over the keep-alive pool -------------------------------------------
 
 
 def _usage(body: Any) -> tuple[int, int] | None:
@@ -211,34 +211,30 @@ def _usage(body: Any) -> tuple[int, int] | None:
 
 
 class OpenAIProvider:
-    """Any API that speaks OpenAI's wire format; ``session`` is the process's aiohttp pool."""
+    """Any API that speaks OpenAI's wire format, over the process's keep-alive pool."""
 
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
 
-    def _request(
-        self, model: Any, payload: dict[str, Any], path: str
-    ) -> tuple[str, bytes, dict[str, str]]:
+    def _request(self, model: Any, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
         body = dict(payload)
         body["model"] = model.upstream_model or model.name
-        headers = {"content-type": "application/json"}
+        headers = {"Content-Type": "application/json"}
         secret = os.environ.get(model.api_key_env, "") if model.api_key_env else ""
         if secret:
-            headers["authorization"] = f"Bearer {secret}"
-        return f"{model.api_base.rstrip('/')}{path}", orjson.dumps(body), headers
+            headers["Authorization"] = f"Bearer {secret}"
+        return orjson.dumps(body), headers
 
     async def _post(self, model: Any, payload: dict[str, Any], path: str) -> Reply:
-        url, data, headers = self._request(model, payload, path)
+        data, headers = self._request(model, payload)
         try:
-            async with self.session.post(url, data=data, headers=headers) as response:
-                raw = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
-        reply = Reply(status, raw)
-        if status < 400:
+            response = await self.pool.post(model.api_base, path, data, headers)
+        except UpstreamConnectionError as exc:
+            raise UpstreamError(str(exc)) from exc
+        reply = Reply(response.status, response.body)
+        if response.status < 400:
             try:
-                counted = _usage(orjson.loads(raw))
+                counted = _usage(orjson.loads(response.body))
             except orjson.JSONDecodeError:
                 counted = None
             if counted is not None:
@@ -258,34 +254,32 @@ class OpenAIProvider:
         return reply
 
     async def stream(self, model: Any, payload: dict[str, Any], allowance: int) -> Stream:
-        url, data, headers = self._request(model, payload, "/chat/completions")
+        data, headers = self._request(model, payload)
         try:
-            response = await self.session.post(url, data=data, headers=headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
-        prompt_estimate = tokens.count_messages(payload.get("messages"))
-        if response.status >= 400:
-            try:
+            response = await self.pool.post_stream(
+                model.api_base, "/chat/completions", data, headers
+            )
+            if response.status >= 400:
                 error_body = await response.read()
-            finally:
-                response.release()
-            return Stream(response.status, _empty(), error_body=error_body)
+                response.close()
+                return Stream(response.status, _empty(), error_body=error_body)
+        except UpstreamConnectionError as exc:
+            raise UpstreamError(str(exc)) from exc
+        prompt_estimate = tokens.count_messages(payload.get("messages"))
         stream = Stream(200, _empty(), prompt_tokens=prompt_estimate)
         stream._closers.append(response.close)
         counter = _SSECounter()
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                async for chunk in response.content.iter_any():
+                async for chunk in response.iter_chunks():
                     counter.feed(chunk)
                     stream.completion_tokens = counter.completion_tokens()
                     if counter.usage is not None:
                         stream.prompt_tokens, stream.completion_tokens = counter.usage
                     yield chunk
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
-            finally:
-                response.release()
+            except UpstreamConnectionError as exc:
+                raise UpstreamError(str(exc)) from exc
 
         stream.chunks = chunks()
         return stream

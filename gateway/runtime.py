@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import hashlib
 import logging
 import threading
@@ -14,12 +15,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import aiohttp
 from django.conf import settings
 
 from gateway.counters import LocalCounters, RedisCounters
 from gateway.providers import MockProvider, OpenAIProvider
 from gateway.snapshot import Snapshot, load_snapshot
+from gateway.upstream_http import UpstreamPool
 from hierarchy import changes
 from spend.services import CallRecord, spend_record_batch
 
@@ -122,7 +123,7 @@ class Runtime:
         self.writer = SpendWriter(settings.GATEHOUSE_SPEND_FLUSH_INTERVAL)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gatehouse-db")
         self.snapshot: Snapshot | None = None
-        self.session: aiohttp.ClientSession | None = None
+        self.upstream: UpstreamPool | None = None
         self.providers: dict[str, Any] = {}
         self.watcher: asyncio.Task[None] | None = None
         self.refused: collections.Counter[str] = collections.Counter()
@@ -146,13 +147,12 @@ class Runtime:
         except Exception:
             version = None
         await self.reload(version)
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=600),
-            auto_decompress=False,
-        )
-        self.providers = {"mock": MockProvider(), "openai": OpenAIProvider(self.session)}
+        # Everything loaded so far (Django, the apps, the snapshot) lives as long as the
+        # process: keep it out of the cyclic collector's full passes.
+        gc.collect()
+        gc.freeze()
+        self.upstream = UpstreamPool()
+        self.providers = {"mock": MockProvider(), "openai": OpenAIProvider(self.upstream)}
         self.writer.start()
         self.watcher = asyncio.get_running_loop().create_task(self._watch())
 
@@ -184,8 +184,8 @@ class Runtime:
             logger.exception("Could not send the last counter settles.")
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
-        if self.session is not None:
-            await self.session.close()
+        if self.upstream is not None:
+            await self.upstream.close()
         await self.counters.close()
         self.executor.shutdown(wait=False)
 

@@ -165,6 +165,15 @@ class Gateway:
             headers={"Authorization": f"Bearer {key}"},
         )
 
+    def stream_chat(self, key: str, model: str) -> Any:
+        """A streamed chat call, to read with ``iter_bytes`` / ``iter_lines`` in a ``with``."""
+        return self.client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json={"model": model, "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=60)

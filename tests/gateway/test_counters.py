@@ -82,3 +82,29 @@ def test_budget_seed_is_used_only_when_the_counter_is_new(counters_factory):
         await counters.close()
 
     run(scenario())
+
+
+def test_counters_reload_their_script_when_redis_forgot_it(redis_server):
+    async def scenario():
+        counters = RedisCounters(redis_server.url)
+        check = Check(REQUESTS, "gh:q:key:k5:1", 10, 1, 0, 120)
+        assert (await counters.admit([check])).remaining_requests == 9
+        redis_server.client().script_flush()  # what a restarted Redis looks like
+        assert (await counters.admit([check])).remaining_requests == 8
+        await counters.close()
+
+    run(scenario())
+
+
+def test_client_selects_the_database_named_in_the_url(redis_server):
+    from gateway.resp import RespClient
+
+    async def scenario():
+        client = RespClient(redis_server.url.replace("/0", "/3"), timeout=0.5)
+        assert await client.execute("SET", "gh:test", 7) == b"OK"
+        await client.close()
+
+    run(scenario())
+    import redis
+
+    assert redis.Redis(port=redis_server.port, db=3).get("gh:test") == b"7"

@@ -147,16 +147,7 @@ def test_master_key_may_call_any_catalog_model_and_has_no_project(world, start_g
 
 def test_stream_without_upstream_usage_is_still_priced(world, start_gateway):
     gateway = start_gateway()
-    with gateway.client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": "fake-no-usage",
-            "stream": True,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-        headers={"Authorization": f"Bearer {world.plaintext}"},
-    ) as response:
+    with gateway.stream_chat(world.plaintext, "fake-no-usage") as response:
         body = b"".join(response.iter_bytes())
     assert response.status_code == 200
     assert b'"usage"' not in body and body.endswith(b"data: [DONE]\n\n")
@@ -208,3 +199,17 @@ def test_max_tokens_must_be_a_positive_integer(world, start_gateway, value):
     response = start_gateway().chat(world.plaintext, max_tokens=value)
     assert response.status_code == 400
     assert error(response)["param"] == "max_tokens"
+
+
+def test_unreachable_upstream_is_502_and_logged_at_no_cost(world, start_gateway):
+    from hierarchy.models import CatalogModel
+    from tests.gateway.conftest import free_port
+
+    CatalogModel.objects.filter(name="openai/gpt-4.1").update(
+        api_base=f"http://127.0.0.1:{free_port()}/v1"
+    )
+    response = start_gateway().chat(world.plaintext, "openai/gpt-4.1")
+    assert response.status_code == 502
+    assert error(response)["code"] == "upstream_error"
+    row = wait_until(lambda: SpendLog.objects.first(), 5)
+    assert (row.status, row.http_status, row.cost) == ("failure", 502, 0)

@@ -146,16 +146,7 @@ def test_sigterm_under_load_loses_no_spend_row(world, redis_server, start_gatewa
 def test_client_leaving_mid_stream_settles_what_was_produced(world, redis_server, start_gateway):
     key, plaintext = world.new_key(max_budget="10")
     gateway = start_gateway(redis_server.url)
-    with gateway.client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": "fake-slow",
-            "stream": True,
-            "messages": [{"role": "user", "content": "hi"}],
-        },
-        headers={"Authorization": f"Bearer {plaintext}"},
-    ) as response:
+    with gateway.stream_chat(plaintext, "fake-slow") as response:
         received = 0
         for line in response.iter_lines():
             received += line.startswith("data:")
