@@ -12,7 +12,6 @@ import hashlib
 import hmac
 import logging
 import math
-import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -344,8 +343,11 @@ class UpstreamCall:
     stream: bool
     started: float  # perf_counter when the request arrived
     now: float  # wall clock at admission
-    request_id: str = field(default_factory=lambda: os.urandom(16).hex())
+    request_id: str = field(init=False)
     upstream_started: float = field(default_factory=time.perf_counter)
+
+    def __post_init__(self) -> None:
+        self.request_id = self.runtime.next_request_id()
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:

@@ -9,7 +9,9 @@ import asyncio
 import collections
 import gc
 import hashlib
+import itertools
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -127,7 +129,14 @@ class Runtime:
         self.providers: dict[str, Any] = {}
         self.watcher: asyncio.Task[None] | None = None
         self.refused: collections.Counter[str] = collections.Counter()
+        # Request ids: random per process (made in the process, after any fork), then a
+        # counter: unique without a system call per request.
+        self.request_id_prefix = os.urandom(10).hex()
+        self.request_numbers = itertools.count()
         self.served: collections.Counter[int] = collections.Counter()
+
+    def next_request_id(self) -> str:
+        return f"{self.request_id_prefix}{next(self.request_numbers):012x}"
 
     async def _version(self) -> tuple[int, Any]:
         remote = None
