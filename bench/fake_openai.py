@@ -25,7 +25,7 @@ CHAT_COMPLETION_TOKENS = 11
 
 
 def _chat_body(model: str) -> bytes:
-    return json.dumps(
+    body = json.dumps(
         {
             "id": "chatcmpl-fake",
             "object": "chat.completion",
@@ -45,6 +45,11 @@ def _chat_body(model: str) -> bytes:
             },
         }
     ).encode()
+    if "no-usage" in model:
+        parsed = json.loads(body)
+        del parsed["usage"]
+        return json.dumps(parsed).encode()
+    return body
 
 
 def _event(payload: Any) -> bytes:

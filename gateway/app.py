@@ -170,7 +170,7 @@ def authenticate(runtime: Runtime, scope: Scope) -> KeyEntry:
     entry = snapshot.keys.get(digest)
     if entry is None:
         if runtime.master_hash and hmac.compare_digest(digest, runtime.master_hash):
-            return snapshot.master_entry(digest)
+            return snapshot.master_entry()
         raise GatewayError(401, MSG_INVALID_KEY, "authentication_error", "invalid_api_key")
     if entry.expires is not None and entry.expires <= time.time():
         raise GatewayError(401, MSG_EXPIRED_KEY, "authentication_error", "invalid_api_key")
@@ -357,7 +357,8 @@ class UpstreamCall:
         """Settle the counters (release the reservation, add the real cost and tokens) and
         queue the spend log row."""
         upstream = time.perf_counter() - self.upstream_started
-        billable = status < 400 or status == CLIENT_CLOSED
+        # Delivered tokens are charged, also when the client left or the stream broke off.
+        billable = status < 400 or status == CLIENT_CLOSED or completion_tokens > 0
         cost = self.model.cost_nano(prompt_tokens, completion_tokens) if billable else 0
         if self.admission.checks:
             used = prompt_tokens + completion_tokens if billable else 0
@@ -428,6 +429,9 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, started: 
             reply: Reply = await provider.complete(model, payload, output_allowance)
     except UpstreamError as exc:
         raise call.failed(exc) from None
+    except BaseException:
+        call.finish(500)  # whatever broke, the reservation is released and the call logged
+        raise
     if streamed:
         await relay_stream(call, stream, receive, send)
     else:
@@ -490,6 +494,13 @@ async def embeddings(scope: Scope, receive: Receive, send: Send, started: float)
     value = payload.get("input")
     if not value or not isinstance(value, (str, list)):
         raise bad_request("'input' must be a string or a non-empty list.", param="input")
+    dimensions = payload.get("dimensions")
+    if dimensions is not None and (
+        isinstance(dimensions, bool)
+        or not isinstance(dimensions, int)
+        or not 1 <= dimensions <= 8192
+    ):
+        raise bad_request("'dimensions' must be a whole number from 1 to 8192.", param="dimensions")
     prompt_estimate = tokens.count_embedding_input(value)
     now = time.time()
     reserve = model.cost_nano(prompt_estimate, 0)
@@ -500,6 +511,9 @@ async def embeddings(scope: Scope, receive: Receive, send: Send, started: float)
         reply = await runtime.providers[model.provider].embed(model, payload)
     except UpstreamError as exc:
         raise call.failed(exc) from None
+    except BaseException:
+        call.finish(500)
+        raise
     await call.reply(send, reply)
 
 

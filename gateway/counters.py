@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from gateway.resp import RespClient
+from gateway.resp import RedisUnavailable, RespClient
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,11 @@ def _decide(values: list[int], checks: Sequence[Check]) -> Admission:
 class LocalCounters:
     """The embedded default: exact within this one process."""
 
+    SWEEP_INTERVAL = 60.0
+
     def __init__(self) -> None:
         self.values: dict[str, tuple[int, float]] = {}
+        self.swept = time.time()
 
     def _get(self, key: str, now: float) -> int | None:
         found = self.values.get(key)
@@ -105,14 +108,23 @@ class LocalCounters:
             return None
         return found[0]
 
-    def _add(self, key: str, delta: int, ttl: int, now: float) -> None:
+    def _add(self, key: str, delta: int, ttl: int, now: float, refresh: bool = False) -> None:
         found = self.values.get(key)
         if found is None or found[1] <= now:
             found = (0, now + ttl if ttl else float("inf"))
-        self.values[key] = (max(0, found[0] + delta), found[1])
+        expires = now + ttl if refresh and ttl else found[1]
+        self.values[key] = (max(0, found[0] + delta), expires)
+
+    def _sweep(self, now: float) -> None:
+        """Forget expired windows and periods (each minute makes new window keys)."""
+        if now - self.swept >= self.SWEEP_INTERVAL:
+            self.swept = now
+            for key in [k for k, (_, expires) in self.values.items() if expires <= now]:
+                del self.values[key]
 
     async def admit(self, checks: Sequence[Check]) -> Admission:
         now = time.time()
+        self._sweep(now)
         values = []
         for check in checks:
             if check.kind == BUDGET:
@@ -127,7 +139,7 @@ class LocalCounters:
         if admission.ok:
             for check, reserved in zip(checks, admission.reserved, strict=True):
                 if check.kind == BUDGET:
-                    self._add(check.key + ":r", reserved, RESERVATION_TTL, now)
+                    self._add(check.key + ":r", reserved, RESERVATION_TTL, now, refresh=True)
                 else:
                     self._add(check.key, check.amount, check.ttl, now)
         return admission
@@ -291,14 +303,18 @@ class RedisCounters:
         args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
         try:
             replies = await self.client.evalsha(SCRIPT, *args)
-        except Exception as exc:  # unreachable, timed out, restarted mid-call
-            # Settles are kept and sent again with the next batch; admissions are refused.
-            self.settles[:0] = settles
-            if len(self.settles) > 100_000:
-                del self.settles[: len(self.settles) - 100_000]
-            if self.settle_timer is None and self.settles:
-                loop = asyncio.get_running_loop()
-                self.settle_timer = loop.call_later(1.0, self._schedule, loop)
+        except Exception as exc:  # unreachable, timed out, broke mid-call
+            if isinstance(exc, RedisUnavailable) and exc.sent:
+                # The script may have run: sending these settles again could count them
+                # twice. Dropped instead (spend can only be under-counted, by these calls).
+                logger.warning("Redis did not answer; %d counter settles dropped.", len(settles))
+            else:
+                self.settles[:0] = settles  # never reached Redis: send with the next batch
+                if len(self.settles) > 100_000:
+                    del self.settles[: len(self.settles) - 100_000]
+                if self.settle_timer is None and self.settles:
+                    loop = asyncio.get_running_loop()
+                    self.settle_timer = loop.call_later(1.0, self._schedule, loop)
             logger.warning("Redis counters unavailable: %s", exc.__class__.__name__)
             for _, future in batch:
                 if not future.done():

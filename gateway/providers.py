@@ -203,11 +203,28 @@ def _mock_vector(text: str, dimensions: int) -> list[float]:
 # --- OpenAI-compatible, over the keep-alive pool -------------------------------------------
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def _usage(body: Any) -> tuple[int, int] | None:
+    """The upstream's ``usage``; anything but non-negative whole numbers counts as absent."""
     usage = body.get("usage") if isinstance(body, dict) else None
     if not isinstance(usage, dict):
         return None
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    counted = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    return counted if any(counted) else None
+
+
+def _reply_text(body: Any) -> str:
+    choices = body.get("choices") if isinstance(body, dict) else None
+    texts = []
+    for choice in choices if isinstance(choices, list) else ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+    return "".join(texts)
 
 
 class OpenAIProvider:
@@ -225,30 +242,34 @@ class OpenAIProvider:
             headers["Authorization"] = f"Bearer {secret}"
         return orjson.dumps(body), headers
 
-    async def _post(self, model: Any, payload: dict[str, Any], path: str) -> Reply:
+    async def _post(self, model: Any, payload: dict[str, Any], path: str) -> tuple[Reply, Any]:
         data, headers = self._request(model, payload)
         try:
             response = await self.pool.post(model.api_base, path, data, headers)
         except UpstreamConnectionError as exc:
             raise UpstreamError(str(exc)) from exc
         reply = Reply(response.status, response.body)
+        parsed = None
         if response.status < 400:
             try:
-                counted = _usage(orjson.loads(response.body))
+                parsed = orjson.loads(response.body)
             except orjson.JSONDecodeError:
-                counted = None
+                parsed = None
+            counted = _usage(parsed)
             if counted is not None:
                 reply.prompt_tokens, reply.completion_tokens = counted
-        return reply
+        return reply, parsed
 
     async def complete(self, model: Any, payload: dict[str, Any], allowance: int) -> Reply:
-        reply = await self._post(model, payload, "/chat/completions")
+        reply, parsed = await self._post(model, payload, "/chat/completions")
         if reply.status < 400 and not (reply.prompt_tokens or reply.completion_tokens):
+            # No usage from the upstream: count both sides ourselves.
             reply.prompt_tokens = tokens.count_messages(payload.get("messages"))
+            reply.completion_tokens = tokens.count_text(_reply_text(parsed))
         return reply
 
     async def embed(self, model: Any, payload: dict[str, Any]) -> Reply:
-        reply = await self._post(model, payload, "/embeddings")
+        reply, _ = await self._post(model, payload, "/embeddings")
         if reply.status < 400 and not reply.prompt_tokens:
             reply.prompt_tokens = tokens.count_embedding_input(payload.get("input"))
         return reply

@@ -15,7 +15,12 @@ import hiredis
 
 
 class RedisUnavailable(Exception):
-    """No answer: unreachable, timed out, or the connection broke."""
+    """No answer: unreachable, timed out, or the connection broke. ``sent``: the command
+    may have reached Redis (and run), so repeating it could apply it twice."""
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class RedisError(Exception):
@@ -55,7 +60,7 @@ class _Protocol(asyncio.Protocol):
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
-                waiter.set_exception(RedisUnavailable("connection lost"))
+                waiter.set_exception(RedisUnavailable("connection lost", sent=True))
                 waiter.exception()
 
     def send(self, args: tuple[Any, ...]) -> asyncio.Future[Any]:
@@ -93,7 +98,7 @@ class RespClient:
                 self.timeout,
             )
         except (OSError, TimeoutError) as exc:
-            raise RedisUnavailable(f"cannot connect: {exc.__class__.__name__}") from exc
+            raise RedisUnavailable(f"cannot connect: {exc.__class__.__name__}", sent=False) from exc
         if self.password:
             auth = (self.username, self.password) if self.username else (self.password,)
             await self._reply(protocol, protocol.send(("AUTH", *auth)))
@@ -120,7 +125,7 @@ class RespClient:
         def expire() -> None:
             if not waiter.done():
                 protocol.close()  # replies would now be out of step: start over
-                waiter.set_exception(RedisUnavailable("timed out"))
+                waiter.set_exception(RedisUnavailable("timed out", sent=True))
                 waiter.exception()
 
         timer = loop.call_later(self.timeout, expire)

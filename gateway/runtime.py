@@ -32,6 +32,7 @@ WATCH_INTERVAL = 0.25  # configuration changes reach every process well within 1
 EMBEDDED_RELOAD_INTERVAL = 1.0  # no Redis to announce changes: re-read every second
 SAFETY_RELOAD_INTERVAL = 30.0
 BATCH_LIMIT = 5000  # spend rows per transaction
+ISOLATE_AFTER_FAILURES = 3  # then write row by row to find the row the database refuses
 
 
 def _database_call(function: Any, *args: Any, **kwargs: Any) -> Any:
@@ -47,6 +48,16 @@ def _database_call(function: Any, *args: Any, **kwargs: Any) -> Any:
         raise
 
 
+def _database_reachable() -> bool:
+    from django.db import connection
+
+    try:
+        _database_call(lambda: connection.ensure_connection())
+        return True
+    except Exception:
+        return False
+
+
 class SpendWriter:
     """Writes finished calls in batches from a thread of its own, off the request path."""
 
@@ -56,6 +67,8 @@ class SpendWriter:
         self.wake = threading.Event()
         self.stopping = False
         self.written = 0
+        self.dropped = 0
+        self.failures = 0
         self.thread = threading.Thread(target=self._run, name="gatehouse-spend", daemon=True)
 
     def start(self) -> None:
@@ -73,6 +86,33 @@ class SpendWriter:
             pass
         return batch
 
+    def _write(self, batch: list[CallRecord]) -> bool:
+        """Write a batch; after repeated failures, row by row, so that one row the database
+        refuses (logged with its request id, then dropped) cannot hold back the rest."""
+        try:
+            _database_call(spend_record_batch, records=batch)
+            self.failures = 0
+            return True
+        except Exception:
+            self.failures += 1
+            logger.exception(
+                "Could not write %d spend log rows (try %d).", len(batch), self.failures
+            )
+        if self.failures < ISOLATE_AFTER_FAILURES:
+            return False
+        for record in batch:
+            try:
+                _database_call(spend_record_batch, records=[record])
+            except Exception:
+                if not _database_reachable():
+                    return False  # the database is down, not this row: keep everything
+                logger.exception(
+                    "Dropped spend log row %s: refused by the database.", record.request_id
+                )
+                self.dropped += 1
+        self.failures = 0
+        return True
+
     def _run(self) -> None:
         """One batch per interval (more only when a batch is full): rows arriving during a
         write wait for the next tick instead of turning the thread into a busy loop."""
@@ -84,10 +124,7 @@ class SpendWriter:
             failed = False
             while self.queue:
                 batch = self._take()
-                try:
-                    _database_call(spend_record_batch, records=batch)
-                except Exception:
-                    logger.exception("Could not write %d spend log rows; retrying.", len(batch))
+                if not self._write(batch):
                     self.queue.extendleft(reversed(batch))
                     failed = True
                     break

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from hierarchy.governance import Catalog, ModelScope, budget_period
+from hierarchy.governance import Catalog, ModelScope, budget_period, fixed_grid_period
 from hierarchy.models import AccessGroup, CatalogModel, Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
@@ -22,7 +22,6 @@ from projects.models import Project
 FEMTO = 10**15  # prices have 15 decimal places: integer femto-USD per token is exact
 NANO = 10**9
 NO_PERIOD = "0"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def to_nano(value: Any) -> int:
@@ -109,14 +108,12 @@ class Level:
         return tag, period_end.timestamp()
 
     def own_period(self, duration: str, now: float) -> tuple[str, float]:
-        """A per-model budget's own period: calendar-aligned for d/w/mo, on a grid from the
-        epoch for s/m/h, so that every process agrees."""
+        """A per-model budget's own ``time_period``, on the fixed grid every process shares."""
         start, end, tag = self._own_periods.get(duration, (math.inf, -math.inf, ""))
         if start <= now < end:
             return tag, end
-        anchor = EPOCH if duration[-1] in "smh" and not duration.endswith("mo") else None
         moment = datetime.fromtimestamp(now, UTC)
-        period_start, period_end = budget_period(duration, anchor, moment)
+        period_start, period_end = fixed_grid_period(duration, moment)
         tag = f"{duration}-{int(period_start.timestamp())}"
         self._own_periods[duration] = (period_start.timestamp(), period_end.timestamp(), tag)
         return tag, period_end.timestamp()
@@ -158,10 +155,12 @@ class Snapshot:
     version: Any = None
     loaded_at: float = 0.0
 
-    def master_entry(self, key_hash: str) -> KeyEntry:
+    def master_entry(self) -> KeyEntry:
+        """The master key: any catalog model, no levels; its hash is never logged (it may be a
+        low-entropy secret, Decision 6)."""
         return KeyEntry(
             id="",
-            key_hash=key_hash,
+            key_hash="",
             expires=None,
             user_active=True,
             levels=(),

@@ -13,7 +13,7 @@ import re
 import zoneinfo
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -138,6 +138,21 @@ def budget_period(
     while start > now:
         end, start = start, _advance(start, duration, -1)
     return start, end
+
+
+GRID_ORIGIN = (2024, 1, 1)  # a Monday and the 1st of a month: every grid lines up with it
+
+
+def fixed_grid_period(duration: str, now: datetime) -> tuple[datetime, datetime]:
+    """A period ``[start, end)`` on a grid that does not depend on when anything was saved:
+    for budgets with no stored reset time (per-model ``time_period``s). ``s``/``m``/``h``
+    count from the Unix epoch; ``d``/``w``/``mo`` from local midnight on 2024-01-01, so
+    ``30d`` is the same 30 days in every process."""
+    _, unit = parse_duration(duration)
+    if unit in ("s", "m", "h"):
+        return budget_period(duration, datetime(1970, 1, 1, tzinfo=UTC), now)
+    origin = datetime(*GRID_ORIGIN, tzinfo=gatehouse_timezone())
+    return budget_period(duration, origin, now)
 
 
 # --- model scopes ----------------------------------------------------------------------------

@@ -108,3 +108,16 @@ def test_client_selects_the_database_named_in_the_url(redis_server):
     import redis
 
     assert redis.Redis(port=redis_server.port, db=3).get("gh:test") == b"7"
+
+
+def test_in_process_counters_forget_expired_windows():
+    async def scenario():
+        counters = LocalCounters()
+        await counters.admit([Check(REQUESTS, "gh:q:key:k6:1", 10, 1, 0, 120)])
+        assert "gh:q:key:k6:1" in counters.values
+        counters.values["gh:q:key:k6:1"] = (1, 0.0)  # expired long ago
+        counters.swept = 0.0
+        await counters.admit([Check(REQUESTS, "gh:q:key:k6:2", 10, 1, 0, 120)])
+        assert "gh:q:key:k6:1" not in counters.values
+
+    run(scenario())

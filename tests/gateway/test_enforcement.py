@@ -141,7 +141,7 @@ def test_master_key_may_call_any_catalog_model_and_has_no_project(world, start_g
     response = start_gateway().chat(MASTER_KEY, "openaix/gpt-5")
     assert response.status_code == 200
     row = wait_until(lambda: SpendLog.objects.first(), 5)
-    assert (row.key_id, row.project_id, row.team_id) == ("", "", "")
+    assert (row.key_id, row.project_id, row.team_id, row.key_hash) == ("", "", "", "")
     assert row.cost > 0
 
 
@@ -213,3 +213,27 @@ def test_unreachable_upstream_is_502_and_logged_at_no_cost(world, start_gateway)
     assert error(response)["code"] == "upstream_error"
     row = wait_until(lambda: SpendLog.objects.first(), 5)
     assert (row.status, row.http_status, row.cost) == ("failure", 502, 0)
+
+
+def test_answer_without_upstream_usage_is_counted_by_the_gateway(world, start_gateway):
+    from bench.fake_openai import REPLY_TEXT
+    from gateway.tokens import count_text
+
+    response = start_gateway().chat(world.plaintext, "fake-no-usage")
+    assert response.status_code == 200 and "usage" not in response.json()
+    row = wait_until(lambda: SpendLog.objects.first(), 5)
+    assert row.completion_tokens == count_text(REPLY_TEXT) and row.prompt_tokens > 0
+    assert row.cost > 0
+
+
+def test_bad_content_parts_and_dimensions_are_400_not_500(world, start_gateway):
+    gateway = start_gateway()
+    parts = [{"role": "user", "content": [{"type": "text", "text": None}, {"type": "image"}]}]
+    assert gateway.chat(world.plaintext, messages=parts).status_code == 200
+    response = gateway.client.post(
+        "/v1/embeddings",
+        json={"model": "text-embedding-3-small", "input": "hi", "dimensions": "8"},
+        headers={"Authorization": f"Bearer {world.plaintext}"},
+    )
+    assert response.status_code == 400
+    assert error(response)["param"] == "dimensions"

@@ -118,3 +118,13 @@ def test_own_model_periods_agree_across_processes():
     first, second = level(), level()
     assert first.own_period("30s", now) == second.own_period("30s", now)
     assert first.own_period("30s", now)[1] == BOUNDARY.timestamp() + 120
+
+
+def test_per_model_periods_sit_on_a_fixed_grid_whenever_a_process_started():
+    early = level()
+    inside = BOUNDARY.timestamp() + 3 * 86_400
+    tag, end = early.own_period("30d", inside)
+    later = level()  # another process, or a reloaded snapshot, days later
+    assert later.own_period("30d", inside + 5 * 86_400) == (tag, end)
+    assert end - inside > 86_400  # a 30-day period does not end at the next midnight
+    assert later.own_period("30d", end)[0] != tag
