@@ -15,6 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -34,6 +35,7 @@ from gateway.counters import (
 from gateway.providers import Reply, Stream, UpstreamError
 from gateway.runtime import Runtime, get_runtime
 from gateway.snapshot import CatalogEntry, KeyEntry, Level
+from keys.selectors import MSG_KEY_BLOCKED, key_refusal
 from spend.services import CallRecord
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,6 @@ CLIENT_CLOSED = 499  # the client went away mid-stream (nginx's convention)
 
 MSG_MISSING_KEY = "Missing API key: send 'Authorization: Bearer sk-...'."
 MSG_INVALID_KEY = "Invalid API key."
-MSG_EXPIRED_KEY = "This key expired."
-MSG_USER_INACTIVE = "This key's user is deactivated."
 MSG_BLOCKED = "{level} '{label}' is blocked."
 MSG_UNKNOWN_MODEL = "The model '{model}' does not exist."
 MSG_MODEL_NOT_ALLOWED = "Model '{model}' is not allowed for {level} '{label}'."
@@ -172,11 +172,18 @@ def authenticate(runtime: Runtime, scope: Scope) -> KeyEntry:
         if runtime.master_hash and hmac.compare_digest(digest, runtime.master_hash):
             return snapshot.master_entry()
         raise GatewayError(401, MSG_INVALID_KEY, "authentication_error", "invalid_api_key")
-    if entry.expires is not None and entry.expires <= time.time():
-        raise GatewayError(401, MSG_EXPIRED_KEY, "authentication_error", "invalid_api_key")
-    if not entry.user_active:
-        raise GatewayError(401, MSG_USER_INACTIVE, "authentication_error", "invalid_api_key")
-    for level in entry.levels:
+    key_level, *above = entry.levels
+    refusal = key_refusal(
+        blocked=key_level.blocked,
+        expires=entry.expires,
+        user_active=entry.user_active,
+        now=datetime.now(UTC),
+    )
+    if refusal == MSG_KEY_BLOCKED:
+        raise GatewayError(403, refusal, "permission_error", "permission_denied")
+    if refusal is not None:
+        raise GatewayError(401, refusal, "authentication_error", "invalid_api_key")
+    for level in above:
         if level.blocked:
             message = MSG_BLOCKED.format(level=level.kind.capitalize(), label=level.label)
             raise GatewayError(403, message, "permission_error", "permission_denied")

@@ -129,7 +129,7 @@ class Level:
 class KeyEntry:
     id: str
     key_hash: str
-    expires: float | None
+    expires: datetime | None
     user_active: bool
     levels: tuple[Level, ...]
     scope: ModelScope
@@ -268,7 +268,7 @@ def load_snapshot(version: Any = None) -> Snapshot:
         keys[row["token_hash"]] = KeyEntry(
             id=key_level.id,
             key_hash=row["token_hash"],
-            expires=expires.timestamp() if expires else None,
+            expires=expires,
             user_active=user[1]["is_active"] if user else True,
             levels=tuple(chain),
             scope=ModelScope(catalog=catalog_scope, lists=lists),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -47,6 +49,20 @@ class KeyRejected(Exception):
     """A presented key that must not authenticate; the message says why."""
 
 
+def key_refusal(
+    *, blocked: bool, expires: datetime | None, user_active: bool, now: datetime
+) -> str | None:
+    """Why a key found by its hash must not be used now, or None. The one rule that the
+    management API's authentication and the gateway both apply."""
+    if blocked:
+        return MSG_KEY_BLOCKED
+    if expires is not None and expires <= now:
+        return MSG_KEY_EXPIRED.format(expires=expires.isoformat())
+    if not user_active:
+        return MSG_KEY_USER_INACTIVE
+    return None
+
+
 def key_by_plaintext(plaintext: str) -> VirtualKey:
     """The key for a presented secret (one indexed lookup by its SHA-256), if usable now."""
     from keys.services import hash_key
@@ -54,10 +70,12 @@ def key_by_plaintext(plaintext: str) -> VirtualKey:
     key = VirtualKey.objects.select_related("user").filter(token_hash=hash_key(plaintext)).first()
     if key is None:
         raise KeyRejected(MSG_KEY_INVALID)
-    if key.blocked:
-        raise KeyRejected(MSG_KEY_BLOCKED)
-    if key.expires is not None and key.expires <= timezone.now():
-        raise KeyRejected(MSG_KEY_EXPIRED.format(expires=key.expires.isoformat()))
-    if key.user is not None and not key.user.is_active:
-        raise KeyRejected(MSG_KEY_USER_INACTIVE)
+    refusal = key_refusal(
+        blocked=key.blocked,
+        expires=key.expires,
+        user_active=key.user is None or key.user.is_active,
+        now=timezone.now(),
+    )
+    if refusal is not None:
+        raise KeyRejected(refusal)
     return key

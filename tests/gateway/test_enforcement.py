@@ -36,15 +36,23 @@ def test_missing_and_unknown_keys_are_401(world, start_gateway):
 
 
 def test_expired_key_is_401(world, start_gateway):
-    VirtualKey.objects.filter(pk=world.key.pk).update(expires=timezone.now() - timedelta(seconds=1))
+    expired = timezone.now() - timedelta(seconds=1)
+    VirtualKey.objects.filter(pk=world.key.pk).update(expires=expired)
     response = start_gateway().chat(world.plaintext)
     assert response.status_code == 401
     assert error(response) == {
-        "message": "This key expired.",
+        "message": f"This key expired at {expired.isoformat()}.",
         "type": "authentication_error",
         "param": None,
         "code": "invalid_api_key",
     }
+
+
+def test_blocked_key_is_403(world, start_gateway):
+    VirtualKey.objects.filter(pk=world.key.pk).update(blocked=True)
+    response = start_gateway().chat(world.plaintext)
+    assert response.status_code == 403
+    assert error(response)["message"] == "This key is blocked."
 
 
 def test_blocked_team_refuses_its_keys(world, start_gateway):
