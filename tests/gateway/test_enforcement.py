@@ -190,16 +190,30 @@ def test_spend_shows_in_project_info_within_a_second(world, start_gateway):
     assert key.last_used_at is not None and key.spend > 0
 
 
-def test_unsupported_path_and_method(world, start_gateway):
+def test_unsupported_path_method_and_body_answer_in_openai_shape(world, start_gateway):
     gateway = start_gateway()
-    assert gateway.client.get("/v1/chat/completions").status_code == 405
-    assert error(gateway.client.get("/v1/nothing"))["code"] == "not_found"
-    bad = gateway.client.post(
-        "/v1/chat/completions",
-        content=b"{not json",
-        headers={"Authorization": f"Bearer {world.plaintext}"},
-    )
+    wrong_method = gateway.client.get("/v1/chat/completions")
+    assert wrong_method.status_code == 405
+    assert wrong_method.headers["allow"] == "POST"
+    assert error(wrong_method)["code"] == "method_not_allowed"
+    unknown = gateway.client.get("/v1/nothing")
+    assert unknown.status_code == 404
+    assert error(unknown) == {
+        "message": "Unknown path /v1/nothing.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "not_found",
+    }
+    auth = {"Authorization": f"Bearer {world.plaintext}"}
+    bad = gateway.client.post("/v1/chat/completions", content=b"{not json", headers=auth)
     assert bad.status_code == 400
+    assert error(bad)["type"] == "invalid_request_error"
+    assert error(bad)["message"].startswith("The body is not valid JSON")
+    no_messages = gateway.client.post("/chat/completions", json={"model": "gpt-4o"}, headers=auth)
+    assert no_messages.status_code == 400
+    assert error(no_messages)["param"] == "messages"
+    for answer in (wrong_method, unknown, bad, no_messages):
+        assert float(answer.headers["x-gatehouse-overhead-ms"]) >= 0
 
 
 @pytest.mark.parametrize("value", [0, -1, "5", True])
