@@ -107,10 +107,6 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
-    await respond(send, status, orjson.dumps(body))
-
-
 async def send_error(send: Send, error: GatewayError, started: float) -> None:
     body = orjson.dumps(openai_error(error.message, error.type, error.code, error.param))
     await respond(send, error.status, body, [*error.headers, _overhead(started, 0.0)])
@@ -296,25 +292,37 @@ ADMIT_ALL = Admission(ok=True)
 
 
 async def admit(
-    runtime: Runtime, planned: tuple[list[Check], list[Level]], model: str, now: float
-) -> Admission:
-    checks, owners = planned
-    if not checks:
-        return ADMIT_ALL
-    try:
-        admission = await runtime.counters.admit(checks)
-    except CountersUnavailable:
-        runtime.refused["service_unavailable"] += 1
-        if runtime.fail_open:
-            return ADMIT_ALL
-        raise GatewayError(
-            503, MSG_UNAVAILABLE, "service_unavailable_error", "service_unavailable"
-        ) from None
-    if not admission.ok:
-        error = refusal(owners, admission, model, now)
-        runtime.refused[error.code] += 1
-        raise error
-    return admission
+    runtime: Runtime,
+    entry: KeyEntry,
+    model: CatalogEntry,
+    *,
+    prompt_tokens: int,
+    output_tokens: int,
+    call_type: str,
+    stream: bool,
+    started: float,
+) -> UpstreamCall:
+    """Reserve the call's estimate (``prompt_tokens`` in, ``output_tokens`` out) against
+    every budget and limit at once; refused calls raise and count only in the metrics."""
+    now = time.time()
+    reserve = model.cost_nano(prompt_tokens, output_tokens)
+    checks, owners = build_checks(entry, model.name, reserve, prompt_tokens + output_tokens, now)
+    admission = ADMIT_ALL
+    if checks:
+        try:
+            admission = await runtime.counters.admit(checks)
+        except CountersUnavailable:
+            runtime.refused["service_unavailable"] += 1
+            if not runtime.fail_open:
+                raise GatewayError(
+                    503, MSG_UNAVAILABLE, "service_unavailable_error", "service_unavailable"
+                ) from None
+            admission = ADMIT_ALL
+        if not admission.ok:
+            error = refusal(owners, admission, model.name, now)
+            runtime.refused[error.code] += 1
+            raise error
+    return UpstreamCall(runtime, entry, admission, model, call_type, stream, started, now)
 
 
 def limit_headers(admission: Admission) -> list[tuple[bytes, bytes]]:
@@ -419,14 +427,16 @@ async def chat_completions(scope: Scope, receive: Receive, send: Send, started: 
     if not isinstance(messages, list) or not messages:
         raise bad_request("'messages' must be a non-empty list.", param="messages")
     output_allowance = allowance(payload, model)
-    prompt_estimate = tokens.count_messages(messages)
-    now = time.time()
-    reserve = model.cost_nano(prompt_estimate, output_allowance)
-    checks = build_checks(entry, model.name, reserve, prompt_estimate + output_allowance, now)
-    admission = await admit(runtime, checks, model.name, now)
     streamed = bool(payload.get("stream"))
-    call = UpstreamCall(
-        runtime, entry, admission, model, "chat.completions", streamed, started, now
+    call = await admit(
+        runtime,
+        entry,
+        model,
+        prompt_tokens=tokens.count_messages(messages),
+        output_tokens=output_allowance,
+        call_type="chat.completions",
+        stream=streamed,
+        started=started,
     )
     provider = runtime.providers[model.provider]
     try:
@@ -508,12 +518,16 @@ async def embeddings(scope: Scope, receive: Receive, send: Send, started: float)
         or not 1 <= dimensions <= 8192
     ):
         raise bad_request("'dimensions' must be a whole number from 1 to 8192.", param="dimensions")
-    prompt_estimate = tokens.count_embedding_input(value)
-    now = time.time()
-    reserve = model.cost_nano(prompt_estimate, 0)
-    checks = build_checks(entry, model.name, reserve, prompt_estimate, now)
-    admission = await admit(runtime, checks, model.name, now)
-    call = UpstreamCall(runtime, entry, admission, model, "embeddings", False, started, now)
+    call = await admit(
+        runtime,
+        entry,
+        model,
+        prompt_tokens=tokens.count_embedding_input(value),
+        output_tokens=0,
+        call_type="embeddings",
+        stream=False,
+        started=started,
+    )
     try:
         reply = await runtime.providers[model.provider].embed(model, payload)
     except UpstreamError as exc:

@@ -253,7 +253,7 @@ class RedisCounters:
         self.settle_interval = settle_interval
         self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
         self.settles: list[tuple[str, int, int]] = []
-        self.sending = False
+        self.sender: asyncio.Task[None] | None = None  # the script call in flight, if any
         self.scheduled = False
         self.settle_timer: asyncio.TimerHandle | None = None
 
@@ -273,17 +273,16 @@ class RedisCounters:
             self.settle_timer = loop.call_later(self.settle_interval, self._schedule, loop)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self.scheduled and not self.sending:
+        if not self.scheduled and self.sender is None:
             self.scheduled = True
             loop.call_soon(self._start_send, loop)
 
     def _start_send(self, loop: asyncio.AbstractEventLoop) -> None:
         self.scheduled = False
         if self.pending or self.settles:
-            self.sending = True
-            loop.create_task(self._send(loop))
+            self.sender = loop.create_task(self._send())
 
-    async def _send(self, loop: asyncio.AbstractEventLoop) -> None:
+    async def _send(self) -> None:
         try:
             while self.pending or self.settles:
                 batch, self.pending = self.pending, []
@@ -293,7 +292,7 @@ class RedisCounters:
                     self.settle_timer = None
                 await self._run(batch, settles)
         finally:
-            self.sending = False
+            self.sender = None
 
     async def _run(
         self,
@@ -333,14 +332,11 @@ class RedisCounters:
         if self.settle_timer is not None:
             self.settle_timer.cancel()
             self.settle_timer = None
-        while self.sending:
-            await asyncio.sleep(0.005)
+        if self.sender is not None:
+            await self.sender
         if self.settles:
-            self.sending = True
-            try:
-                await self._send(asyncio.get_running_loop())
-            finally:
-                self.sending = False
+            self.sender = asyncio.get_running_loop().create_task(self._send())
+            await self.sender
 
     async def ping(self) -> bool:
         try:

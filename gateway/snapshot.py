@@ -8,28 +8,25 @@ version changes (``hierarchy.changes``); requests only read it.
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from hierarchy.governance import Catalog, ModelScope, budget_period, fixed_grid_period
 from hierarchy.models import AccessGroup, CatalogModel, Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
+from spend.services import usd_to_nano
 
 FEMTO = 10**15  # prices have 15 decimal places: integer femto-USD per token is exact
 NANO = 10**9
 NO_PERIOD = "0"
 
 
-def to_nano(value: Any) -> int:
-    return int((Decimal(str(value)) * NANO).to_integral_value())
-
-
 def _nano_map(values: Any) -> dict[str, int]:
-    return {str(name): to_nano(v) for name, v in (values or {}).items() if v is not None}
+    return {str(name): usd_to_nano(v) for name, v in (values or {}).items() if v is not None}
 
 
 def _model_budgets(values: Any) -> dict[str, tuple[int, str]]:
@@ -37,9 +34,9 @@ def _model_budgets(values: Any) -> dict[str, tuple[int, str]]:
     out = {}
     for name, value in (values or {}).items():
         if isinstance(value, dict):
-            out[str(name)] = (to_nano(value["budget_limit"]), value.get("time_period") or "")
+            out[str(name)] = (usd_to_nano(value["budget_limit"]), value.get("time_period") or "")
         elif value is not None:
-            out[str(name)] = (to_nano(value), "")
+            out[str(name)] = (usd_to_nano(value), "")
     return out
 
 
@@ -202,10 +199,10 @@ def _levels(model: Any, kind: str, label_field: str, extra: tuple[str, ...] = ()
                 label=str(row[label_field] or pk),
                 blocked=row["blocked"],
                 models=[*(row["models"] or []), *groups.get(pk, [])],
-                max_budget=None if row["max_budget"] is None else to_nano(row["max_budget"]),
+                max_budget=None if row["max_budget"] is None else usd_to_nano(row["max_budget"]),
                 budget_duration=row["budget_duration"] or "",
                 budget_reset_at=row["budget_reset_at"],
-                spend=to_nano(row["spend"]),
+                spend=usd_to_nano(row["spend"]),
                 model_spend=_nano_map(row["model_spend"]),
                 rpm_limit=row["rpm_limit"],
                 tpm_limit=row["tpm_limit"],
@@ -220,8 +217,6 @@ def _levels(model: Any, kind: str, label_field: str, extra: tuple[str, ...] = ()
 
 def load_snapshot(version: Any = None) -> Snapshot:
     """Read keys, levels, catalog and access groups (a handful of queries, no per-key query)."""
-    import time
-
     catalog = {
         row.name: CatalogEntry(
             name=row.name,

@@ -91,7 +91,10 @@ def test_budget_exhausted_at_project_level_only(world, start_gateway):
     assert error(refused)["message"] == (
         "Budget exceeded: project 'assistant' has reached its max_budget of $0.00005."
     )
-    assert SpendLog.objects.count() == 1  # refused calls are not logged
+    assert SpendLog.objects.count() == 1  # refused calls are not logged, only counted
+    metrics = gateway.client.get("/health/metrics").text
+    assert 'gatehouse_refused_total{code="budget_exceeded"} 1' in metrics
+    assert 'gatehouse_calls_total{status="200"} 1' in metrics
     world.team.refresh_from_db()
     assert world.team.max_budget is None and world.team.spend > 0
 
