@@ -290,7 +290,8 @@ class RedisCounters:
                 if self.settle_timer is not None:
                     self.settle_timer.cancel()
                     self.settle_timer = None
-                await self._run(batch, settles)
+                if not await self._run(batch, settles):
+                    break  # Redis is away: kept settles wait for the retry timer, no spinning
         finally:
             self.sender = None
 
@@ -298,7 +299,7 @@ class RedisCounters:
         self,
         batch: list[tuple[Sequence[Check], asyncio.Future[Admission]]],
         settles: list[tuple[str, int, int]],
-    ) -> None:
+    ) -> bool:
         args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
         try:
             replies = await self.client.evalsha(SCRIPT, *args)
@@ -318,7 +319,7 @@ class RedisCounters:
             for _, future in batch:
                 if not future.done():
                     future.set_exception(CountersUnavailable(str(exc)))
-            return
+            return False
         for (checks, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
@@ -326,6 +327,7 @@ class RedisCounters:
                 future.set_result(Admission(ok=False, checks=checks, failed=int(reply[1])))
             else:
                 future.set_result(_decide([int(v) for v in reply[1:]], checks))
+        return True
 
     async def flush(self) -> None:
         """Send the settles still waiting (shutdown)."""

@@ -121,3 +121,17 @@ def test_in_process_counters_forget_expired_windows():
         assert "gh:q:key:k6:1" not in counters.values
 
     run(scenario())
+
+
+def test_with_redis_away_settles_are_kept_for_later_without_a_busy_retry_loop():
+    from tests.gateway.conftest import free_port
+
+    async def scenario():
+        counters = RedisCounters(f"redis://127.0.0.1:{free_port()}/0")
+        counters.settle([("gh:b:key:k7:0:s", 5, 0), ("gh:b:key:k7:0:r", -5, 0)])
+        # One attempt, then back to the retry timer: flush returns instead of spinning.
+        await asyncio.wait_for(counters.flush(), 5)
+        assert counters.settles == [("gh:b:key:k7:0:s", 5, 0), ("gh:b:key:k7:0:r", -5, 0)]
+        await counters.close()
+
+    run(scenario())
