@@ -363,6 +363,7 @@ class UpstreamCall:
 
     def __post_init__(self) -> None:
         self.request_id = self.runtime.next_request_id()
+        self.runtime.in_flight += 1
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -379,6 +380,7 @@ class UpstreamCall:
             used = prompt_tokens + completion_tokens if billable else 0
             self.runtime.counters.settle(settle_ops(self.admission, cost, used))
         self.runtime.served[status] += 1
+        self.runtime.in_flight -= 1
         entry = self.entry
         self.runtime.writer.add(
             CallRecord(
@@ -580,6 +582,8 @@ async def metrics(scope: Scope, receive: Receive, send: Send, started: float) ->
     lines += [
         f'gatehouse_refused_total{{code="{c}"}} {n}' for c, n in sorted(runtime.refused.items())
     ]
+    lines.append("# TYPE gatehouse_calls_in_flight gauge")
+    lines.append(f"gatehouse_calls_in_flight {runtime.in_flight}")
     lines.append("# TYPE gatehouse_spend_rows_written_total counter")
     lines.append(f"gatehouse_spend_rows_written_total {runtime.writer.written}")
     await respond(

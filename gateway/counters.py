@@ -241,19 +241,32 @@ def encode_checks(checks: Sequence[Check]) -> str:
 
 
 def encode_settles(ops: Sequence[tuple[str, int, int]]) -> str:
-    return "\x1e".join(f"{key}\x1f{delta}\x1f{ttl}" for key, delta, ttl in ops)
+    """One INCRBY per counter: the settles of many calls on the same counter are summed."""
+    summed: dict[str, list[int]] = {}
+    for key, delta, ttl in ops:
+        found = summed.get(key)
+        if found is None:
+            summed[key] = [delta, ttl]
+        else:
+            found[0] += delta
+            found[1] = max(found[1], ttl)
+    return "\x1e".join(f"{key}\x1f{delta}\x1f{ttl}" for key, (delta, ttl) in summed.items())
 
 
 class RedisCounters:
     """Shared counters in Redis: one script call per event-loop tick carries every admission
-    that queued up in that tick and the settles waiting to be sent."""
+    that queued up in that tick and the settles waiting to be sent. Up to ``MAX_SENDS`` script
+    calls are on their way at once (pipelined on one connection, so Redis runs them in
+    order): the next tick's admissions need not wait for the previous reply."""
+
+    MAX_SENDS = 2
 
     def __init__(self, url: str, *, timeout: float = 0.5, settle_interval: float = 0.05) -> None:
         self.client = RespClient(url, timeout=timeout)
         self.settle_interval = settle_interval
         self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
         self.settles: list[tuple[str, int, int]] = []
-        self.sender: asyncio.Task[None] | None = None  # the script call in flight, if any
+        self.senders: set[asyncio.Task[None]] = set()  # script calls in flight
         self.scheduled = False
         self.settle_timer: asyncio.TimerHandle | None = None
 
@@ -273,53 +286,54 @@ class RedisCounters:
             self.settle_timer = loop.call_later(self.settle_interval, self._schedule, loop)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self.scheduled and self.sender is None:
+        if not self.scheduled and len(self.senders) < self.MAX_SENDS:
             self.scheduled = True
             loop.call_soon(self._start_send, loop)
 
     def _start_send(self, loop: asyncio.AbstractEventLoop) -> None:
         self.scheduled = False
-        if self.pending or self.settles:
-            self.sender = loop.create_task(self._send())
+        if not self.pending and not self.settles:
+            return
+        batch, self.pending = self.pending, []
+        settles, self.settles = self.settles, []
+        if self.settle_timer is not None:
+            self.settle_timer.cancel()
+            self.settle_timer = None
+        sender = loop.create_task(self._run(batch, settles))
+        self.senders.add(sender)
+        sender.add_done_callback(self._sent)
 
-    async def _send(self) -> None:
-        try:
-            while self.pending or self.settles:
-                batch, self.pending = self.pending, []
-                settles, self.settles = self.settles, []
-                if self.settle_timer is not None:
-                    self.settle_timer.cancel()
-                    self.settle_timer = None
-                if not await self._run(batch, settles):
-                    break  # Redis is away: kept settles wait for the retry timer, no spinning
-        finally:
-            self.sender = None
+    def _sent(self, sender: asyncio.Task[None]) -> None:
+        self.senders.discard(sender)
+        if self.pending:
+            self._schedule(asyncio.get_running_loop())
 
     async def _run(
         self,
         batch: list[tuple[Sequence[Check], asyncio.Future[Admission]]],
         settles: list[tuple[str, int, int]],
-    ) -> bool:
+    ) -> None:
         args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
         try:
             replies = await self.client.evalsha(SCRIPT, *args)
         except Exception as exc:  # unreachable, timed out, broke mid-call
+            loop = asyncio.get_running_loop()
             if isinstance(exc, RedisUnavailable) and exc.sent:
                 # The script may have run: sending these settles again could count them
                 # twice. Dropped instead (spend can only be under-counted, by these calls).
                 logger.warning("Redis did not answer; %d counter settles dropped.", len(settles))
             else:
-                self.settles[:0] = settles  # never reached Redis: send with the next batch
+                self.settles[:0] = settles  # never reached Redis: send with a later batch
                 if len(self.settles) > 100_000:
                     del self.settles[: len(self.settles) - 100_000]
-                if self.settle_timer is None and self.settles:
-                    loop = asyncio.get_running_loop()
-                    self.settle_timer = loop.call_later(1.0, self._schedule, loop)
+            # Kept settles wait for the retry timer: no spinning while Redis is away.
+            if self.settles and self.settle_timer is None:
+                self.settle_timer = loop.call_later(1.0, self._schedule, loop)
             logger.warning("Redis counters unavailable: %s", exc.__class__.__name__)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(CountersUnavailable(str(exc)))
-            return False
+            return
         for (checks, future), reply in zip(batch, replies, strict=True):
             if future.done():
                 continue
@@ -327,18 +341,18 @@ class RedisCounters:
                 future.set_result(Admission(ok=False, checks=checks, failed=int(reply[1])))
             else:
                 future.set_result(_decide([int(v) for v in reply[1:]], checks))
-        return True
 
     async def flush(self) -> None:
         """Send the settles still waiting (shutdown)."""
         if self.settle_timer is not None:
             self.settle_timer.cancel()
             self.settle_timer = None
-        if self.sender is not None:
-            await self.sender
-        if self.settles:
-            self.sender = asyncio.get_running_loop().create_task(self._send())
-            await self.sender
+        while self.senders:
+            await asyncio.wait(list(self.senders))
+        if self.settles or self.pending:
+            batch, self.pending = self.pending, []
+            settles, self.settles = self.settles, []
+            await self._run(batch, settles)
 
     async def ping(self) -> bool:
         try:

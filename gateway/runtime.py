@@ -12,7 +12,6 @@ import hashlib
 import itertools
 import logging
 import os
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,127 +21,15 @@ from django.conf import settings
 from gateway.counters import LocalCounters, RedisCounters
 from gateway.providers import MockProvider, OpenAIProvider
 from gateway.snapshot import Snapshot, load_snapshot
+from gateway.spend_writer import SpendWriter, database_call
 from gateway.upstream_http import UpstreamPool
 from hierarchy import changes
-from spend.services import CallRecord, spend_record_batch
 
 logger = logging.getLogger(__name__)
 
 WATCH_INTERVAL = 0.25  # configuration changes reach every process well within 1 s
 EMBEDDED_RELOAD_INTERVAL = 1.0  # no Redis to announce changes: re-read every second
 SAFETY_RELOAD_INTERVAL = 30.0
-BATCH_LIMIT = 5000  # spend rows per transaction
-ISOLATE_AFTER_FAILURES = 3  # then write row by row to find the row the database refuses
-
-
-def _database_call(function: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run ORM work in one of the gateway's own threads. The thread keeps its connection
-    between calls (opening one per batch costs the database a process); a failed call
-    drops it, so the next call reconnects."""
-    from django.db import connection
-
-    try:
-        return function(*args, **kwargs)
-    except Exception:
-        connection.close()
-        raise
-
-
-def _database_reachable() -> bool:
-    from django.db import connection
-
-    try:
-        _database_call(lambda: connection.ensure_connection())
-        return True
-    except Exception:
-        return False
-
-
-class SpendWriter:
-    """Writes finished calls in batches from a thread of its own, off the request path."""
-
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
-        self.queue: collections.deque[CallRecord] = collections.deque()
-        self.wake = threading.Event()
-        self.stopping = False
-        self.written = 0
-        self.dropped = 0
-        self.failures = 0
-        self.thread = threading.Thread(target=self._run, name="gatehouse-spend", daemon=True)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def add(self, record: CallRecord) -> None:
-        self.queue.append(record)  # deque.append is atomic: no lock on the request path
-
-    def _take(self, limit: int = BATCH_LIMIT) -> list[CallRecord]:
-        batch: list[CallRecord] = []
-        try:
-            while len(batch) < limit:
-                batch.append(self.queue.popleft())
-        except IndexError:
-            pass
-        return batch
-
-    def _write(self, batch: list[CallRecord]) -> bool:
-        """Write a batch; after repeated failures, row by row, so that one row the database
-        refuses (logged with its request id, then dropped) cannot hold back the rest."""
-        try:
-            _database_call(spend_record_batch, records=batch)
-            self.failures = 0
-            return True
-        except Exception:
-            self.failures += 1
-            logger.exception(
-                "Could not write %d spend log rows (try %d).", len(batch), self.failures
-            )
-        if self.failures < ISOLATE_AFTER_FAILURES:
-            return False
-        for record in batch:
-            try:
-                _database_call(spend_record_batch, records=[record])
-            except Exception:
-                if not _database_reachable():
-                    return False  # the database is down, not this row: keep everything
-                logger.exception(
-                    "Dropped spend log row %s: refused by the database.", record.request_id
-                )
-                self.dropped += 1
-        self.failures = 0
-        return True
-
-    def _run(self) -> None:
-        """One batch per interval (more only when a batch is full): rows arriving during a
-        write wait for the next tick instead of turning the thread into a busy loop."""
-        delay = self.interval
-        while True:
-            self.wake.wait(delay)
-            self.wake.clear()
-            stopping = self.stopping
-            failed = False
-            while self.queue:
-                batch = self._take()
-                if not self._write(batch):
-                    self.queue.extendleft(reversed(batch))
-                    failed = True
-                    break
-                self.written += len(batch)
-                if len(batch) < BATCH_LIMIT and not stopping:
-                    break
-            delay = min(delay * 2, 5.0) if failed else self.interval
-            if stopping and (not self.queue or (failed and delay >= 5.0)):
-                return
-
-    def stop(self) -> None:
-        self.stopping = True
-        self.wake.set()
-        self.thread.join()
-        if self.queue:
-            logger.error(
-                "Lost %d spend log rows: the database stayed unreachable.", len(self.queue)
-            )
 
 
 class Runtime:
@@ -171,6 +58,7 @@ class Runtime:
         self.request_id_prefix = os.urandom(10).hex()
         self.request_numbers = itertools.count()
         self.served: collections.Counter[int] = collections.Counter()
+        self.in_flight = 0  # admitted calls not finished yet
 
     def next_request_id(self) -> str:
         return f"{self.request_id_prefix}{next(self.request_numbers):012x}"
@@ -184,7 +72,7 @@ class Runtime:
     async def reload(self, version: Any = None) -> None:
         loop = asyncio.get_running_loop()
         self.snapshot = await loop.run_in_executor(
-            self.executor, _database_call, load_snapshot, version
+            self.executor, database_call, load_snapshot, version
         )
 
     async def start(self) -> None:
@@ -246,7 +134,7 @@ class Runtime:
         loop = asyncio.get_running_loop()
         try:
             return await asyncio.wait_for(
-                loop.run_in_executor(self.executor, _database_call, check), 2.0
+                loop.run_in_executor(self.executor, database_call, check), 2.0
             )
         except Exception:
             return False

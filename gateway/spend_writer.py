@@ -1,0 +1,348 @@
+"""Spend log rows are written by a process of their own, beside each gateway process.
+
+The gateway process only appends finished calls to a queue; once per interval a thread
+pickles what queued up and pipes it to the writer process, which writes batches to the
+database (``spend.services.spend_record_batch``). The database work, and the GIL it holds,
+stay off the process that serves requests.
+
+No row is lost on a clean stop: the gateway sends what is left and closes the pipe; the
+writer writes everything it received and exits. Rows stay with the gateway until the writer
+acknowledges them, so a writer that dies is replaced and the unacknowledged rows are sent
+again (a row written twice is refused by its unique request id and not counted twice).
+The writer ignores SIGTERM and SIGINT: it stops when the pipe closes, after the gateway's
+last rows, also when the gateway itself was killed.
+
+Pipe format, both ways: gateway → writer, frames of a 4-byte length and a pickle (first the
+database settings, then lists of ``CallRecord``); writer → gateway, one line per batch:
+``ready`` once, then ``written dropped lost``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the writer process imports Django's models only after django.setup()
+    from spend.services import CallRecord
+
+logger = logging.getLogger(__name__)
+
+BATCH_LIMIT = 5000  # spend rows per transaction
+ISOLATE_AFTER_FAILURES = 3  # then write row by row to find the row the database refuses
+GIVE_UP_DELAY = 5.0  # stopping: retry an unreachable database until the backoff reaches this
+RESPAWN_LIMIT = 3  # writer processes started in a row without one acknowledging a row
+HEADER = struct.Struct(">I")
+
+
+def database_call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run ORM work; a failed call drops the connection so that the next one reconnects."""
+    from django.db import connection
+
+    try:
+        return function(*args, **kwargs)
+    except Exception:
+        connection.close()
+        raise
+
+
+def database_reachable() -> bool:
+    from django.db import connection
+
+    try:
+        database_call(connection.ensure_connection)
+        return True
+    except Exception:
+        return False
+
+
+class FrameReader:
+    """Frames from a pipe's file descriptor, without blocking past what ``select`` saw."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+        self.closed = False
+
+    def fill(self) -> None:
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
+            self.closed = True
+        self.buffer += chunk
+
+    def frames(self) -> Iterator[Any]:
+        """The complete frames received so far."""
+        while len(self.buffer) >= HEADER.size:
+            (size,) = HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < HEADER.size + size:
+                return
+            payload = bytes(self.buffer[HEADER.size : HEADER.size + size])
+            del self.buffer[: HEADER.size + size]
+            yield pickle.loads(payload)
+
+
+def frame(value: Any) -> bytes:
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(payload)) + payload
+
+
+# --- the writer process ---------------------------------------------------------------------
+
+
+class BatchWriter:
+    """Writes batches; after repeated failures row by row, so that one row the database
+    refuses (logged with its request id, then dropped) cannot hold back the rest."""
+
+    def __init__(self) -> None:
+        self.failures = 0
+
+    def write(self, batch: list[CallRecord]) -> tuple[int, int] | None:
+        """(written, dropped), or None when nothing could be written (try again later)."""
+        from spend.services import spend_record_batch
+
+        try:
+            database_call(spend_record_batch, records=batch)
+            self.failures = 0
+            return len(batch), 0
+        except Exception:
+            self.failures += 1
+            logger.exception(
+                "Could not write %d spend log rows (try %d).", len(batch), self.failures
+            )
+        if self.failures < ISOLATE_AFTER_FAILURES:
+            return None
+        written = dropped = 0
+        for record in batch:
+            try:
+                database_call(spend_record_batch, records=[record])
+                written += 1
+            except Exception:
+                if not database_reachable():
+                    return None if not written + dropped else (written, dropped)
+                logger.exception(
+                    "Dropped spend log row %s: refused by the database.", record.request_id
+                )
+                dropped += 1
+        self.failures = 0
+        return written, dropped
+
+
+def serve(reader: FrameReader, acks: IO[str], interval: float) -> None:
+    """Write what arrives until the pipe closes and everything received is written (or the
+    database stayed unreachable while stopping)."""
+    pending: collections.deque[CallRecord] = collections.deque()
+    for batch in reader.frames():
+        pending.extend(batch)
+    writer = BatchWriter()
+    delay = interval
+    next_try = 0.0
+    while True:
+        if not reader.closed:
+            timeout = max(0.0, next_try - time.monotonic()) if pending else None
+            if select.select([reader.fd], [], [], timeout)[0]:
+                reader.fill()
+                for batch in reader.frames():
+                    pending.extend(batch)
+        if not pending:
+            if reader.closed:
+                return
+            continue
+        if time.monotonic() < next_try:
+            if reader.closed:
+                time.sleep(next_try - time.monotonic())  # stopping: nothing else to wait for
+            continue
+        while pending:
+            batch = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
+            done = writer.write(batch)
+            if done is None:
+                pending.extendleft(reversed(batch))
+                break
+            written, dropped = done
+            pending.extendleft(reversed(batch[written + dropped :]))
+            acks.write(f"{written} {dropped} 0\n")
+        if pending:
+            next_try = time.monotonic() + delay
+            delay = min(delay * 2, GIVE_UP_DELAY)
+            if reader.closed and delay >= GIVE_UP_DELAY:
+                logger.error(
+                    "Lost %d spend log rows: the database stayed unreachable.", len(pending)
+                )
+                acks.write(f"0 0 {len(pending)}\n")
+                return
+        else:
+            delay, next_try = interval, 0.0
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Acknowledgements get the real stdout; anything printed goes to stderr.
+    acks = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    acks.write("ready\n")  # from here on, only a closed pipe stops this process
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
+    reader = FrameReader(0)
+    setup: dict[str, Any] | None = None
+    while setup is None and not reader.closed:
+        reader.fill()
+        setup = next(reader.frames(), None)
+    if setup is None:
+        return
+    import django
+
+    django.setup()
+    from django.db import connections
+
+    # The gateway's own database settings (under tests: the test database).
+    connections["default"].settings_dict.update(setup["database"])
+    try:
+        serve(reader, acks, setup["interval"])
+    finally:
+        connections.close_all()
+
+
+# --- the gateway's side ---------------------------------------------------------------------
+
+
+class SpendWriter:
+    """The gateway process's end: a queue (``add`` is all the request path does), a thread
+    that sends it to the writer process once per interval, and the writer's acknowledgements."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.queue: collections.deque[CallRecord] = collections.deque()
+        self.unacked: collections.deque[CallRecord] = collections.deque()
+        self.lock = threading.Lock()  # unacked: the sender appends, the ack reader pops
+        self.wake = threading.Event()
+        self.ready = threading.Event()  # the writer process ignores signals from now on
+        self.stopping = False
+        self.written = 0
+        self.dropped = 0
+        self.lost = 0
+        self.process: subprocess.Popen[bytes] | None = None
+        self.ack_reader: threading.Thread | None = None
+        self.thread = threading.Thread(target=self._run, name="gatehouse-spend", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self.thread.start()
+
+    def add(self, record: CallRecord) -> None:
+        self.queue.append(record)  # deque.append is atomic: no lock on the request path
+
+    def _spawn(self) -> None:
+        from django.conf import settings
+        from django.db import connection
+
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway.spend_writer"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=settings.BASE_DIR,
+            start_new_session=True,  # a terminal's Ctrl-C goes to the server, not the writer
+        )
+        assert process.stdin is not None and process.stdout is not None
+        setup = {"database": dict(connection.settings_dict), "interval": self.interval}
+        process.stdin.write(frame(setup))
+        process.stdin.flush()
+        self.process = process
+        self.ack_reader = threading.Thread(
+            target=self._read_acks, args=(process.stdout,), name="gatehouse-spend-acks"
+        )
+        self.ack_reader.start()
+
+    def _read_acks(self, stream: IO[bytes]) -> None:
+        for line in stream:
+            if line == b"ready\n":
+                self.ready.set()
+                continue
+            written, dropped, lost = (int(part) for part in line.split())
+            with self.lock:
+                for _ in range(written + dropped + lost):
+                    self.unacked.popleft()
+            self.written += written
+            self.dropped += dropped
+            self.lost += lost
+
+    def _respawn(self) -> None:
+        """The writer died: start another and send it every row not acknowledged yet."""
+        assert self.process is not None and self.ack_reader is not None
+        self.process.wait()
+        self.ack_reader.join()
+        logger.error(
+            "The spend writer process exited (%s); restarting it, %d rows to send again.",
+            self.process.returncode,
+            len(self.unacked),
+        )
+        with self.lock:
+            self.queue.extendleft(reversed(self.unacked))
+            self.unacked.clear()
+        self._spawn()
+
+    def _send_queued(self) -> bool:
+        assert self.process is not None and self.process.stdin is not None
+        while self.queue:
+            batch: list[CallRecord] = []
+            try:
+                while len(batch) < BATCH_LIMIT:
+                    batch.append(self.queue.popleft())
+            except IndexError:
+                pass
+            with self.lock:
+                self.unacked.extend(batch)
+            try:
+                self.process.stdin.write(frame(batch))
+                self.process.stdin.flush()
+            except OSError:
+                return False  # broken pipe: the batch is in unacked, sent again after respawn
+        return True
+
+    def _run(self) -> None:
+        respawns = 0  # in a row: a writer that acknowledges rows resets the count
+        written_before = 0
+        while True:
+            self.wake.wait(self.interval)
+            self.wake.clear()
+            stopping = self.stopping
+            assert self.process is not None
+            if not self._send_queued() or self.process.poll() is not None:
+                if respawns >= RESPAWN_LIMIT:
+                    logger.error("The spend writer keeps failing; not restarting it.")
+                    return
+                respawns += 1
+                self._respawn()
+                continue
+            if self.written > written_before:
+                respawns, written_before = 0, self.written
+            if stopping:
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+                self.process.wait()
+                assert self.ack_reader is not None
+                self.ack_reader.join()
+                if self.process.returncode == 0 or respawns >= RESPAWN_LIMIT:
+                    return
+                respawns += 1
+                self._respawn()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join()
+        missing = len(self.queue) + len(self.unacked) + self.lost
+        if missing:
+            logger.error("Lost %d spend log rows: they could not be written.", missing)
+
+
+if __name__ == "__main__":
+    main()
