@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from gateway.resp import RedisUnavailable, RespClient
 
 logger = logging.getLogger(__name__)
@@ -161,28 +163,15 @@ class LocalCounters:
 
 # --- Redis ----------------------------------------------------------------------------------
 
-# ARGV[1]: the settles, "key US delta US ttl" joined by RS; ARGV[2...]: one admission each,
-# its checks "kind US key US limit US amount US seed US ttl" joined by RS. One string per
-# admission keeps the client's encoding work small. Returns one entry per admission:
-# {0, failed index} or {1, used value per check}.
+# ARGV[1]: the settles, a JSON array of [key, delta, ttl]; ARGV[2...]: one admission each, a
+# JSON array of its checks [kind, key, limit, amount, seed, ttl] (cjson decodes in C: a third
+# less of Redis's time than splitting strings in Lua). Returns one entry per admission:
+# {0, failed index} or {1, used value per check}. Lua numbers are doubles: counters are
+# exact up to 2^53 (9 million USD in nano-USD).
 SCRIPT = """
-local RS, US = '\\30', '\\31'
-local function split(text, sep)
-  local out, start = {}, 1
-  while true do
-    local at = string.find(text, sep, start, true)
-    if not at then
-      out[#out + 1] = string.sub(text, start)
-      return out
-    end
-    out[#out + 1] = string.sub(text, start, at - 1)
-    start = at + 1
-  end
-end
-if ARGV[1] ~= '' then
-  for _, op in ipairs(split(ARGV[1], RS)) do
-    local f = split(op, US)
-    local key, delta, ttl = f[1], tonumber(f[2]), tonumber(f[3])
+if #ARGV[1] > 2 then
+  for _, op in ipairs(cjson.decode(ARGV[1])) do
+    local key, delta, ttl = op[1], op[2], op[3]
     local value = redis.call('INCRBY', key, delta)
     if value < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
     if ttl > 0 and value == delta then redis.call('EXPIRE', key, ttl) end
@@ -190,17 +179,16 @@ if ARGV[1] ~= '' then
 end
 local out = {}
 for a = 2, #ARGV do
-  local checks = split(ARGV[a], RS)
-  local parsed, values, failed = {}, {}, 0
+  local checks = cjson.decode(ARGV[a])
+  local values, failed = {}, 0
   for c = 1, #checks do
-    local f = split(checks[c], US)
-    parsed[c] = f
+    local f = checks[c]
     local used
     if f[1] == 'b' then
       local spend = redis.call('GET', f[2] .. ':s')
       if not spend then
         spend = f[5]
-        if tonumber(f[6]) > 0 then redis.call('SET', f[2] .. ':s', spend, 'EX', f[6])
+        if f[6] > 0 then redis.call('SET', f[2] .. ':s', spend, 'EX', f[6])
         else redis.call('SET', f[2] .. ':s', spend) end
       end
       used = tonumber(spend) + tonumber(redis.call('GET', f[2] .. ':r') or '0')
@@ -208,18 +196,20 @@ for a = 2, #ARGV do
       used = tonumber(redis.call('GET', f[2]) or '0')
     end
     values[c] = used
-    if failed == 0 and used >= tonumber(f[3]) then failed = c end
+    if used >= f[3] then
+      failed = c
+      break
+    end
   end
   if failed > 0 then
     out[#out + 1] = {0, failed - 1}
   else
     local reply = {1}
     for c = 1, #checks do
-      local f = parsed[c]
-      local amount = tonumber(f[4])
+      local f = checks[c]
+      local amount = f[4]
       if f[1] == 'b' then
-        local reserve = math.min(amount, tonumber(f[3]) - values[c])
-        redis.call('INCRBY', f[2] .. ':r', reserve)
+        redis.call('INCRBY', f[2] .. ':r', math.min(amount, f[3] - values[c]))
         redis.call('EXPIRE', f[2] .. ':r', RESERVATION_TTL)
       else
         local value = redis.call('INCRBY', f[2], amount)
@@ -234,13 +224,11 @@ return out
 """.replace("RESERVATION_TTL", str(RESERVATION_TTL))
 
 
-def encode_checks(checks: Sequence[Check]) -> str:
-    return "\x1e".join(
-        f"{c.kind}\x1f{c.key}\x1f{c.limit}\x1f{c.amount}\x1f{c.seed}\x1f{c.ttl}" for c in checks
-    )
+def encode_checks(checks: Sequence[Check]) -> bytes:
+    return orjson.dumps([tuple(check) for check in checks])
 
 
-def encode_settles(ops: Sequence[tuple[str, int, int]]) -> str:
+def encode_settles(ops: Sequence[tuple[str, int, int]]) -> bytes:
     """One INCRBY per counter: the settles of many calls on the same counter are summed."""
     summed: dict[str, list[int]] = {}
     for key, delta, ttl in ops:
@@ -250,7 +238,7 @@ def encode_settles(ops: Sequence[tuple[str, int, int]]) -> str:
         else:
             found[0] += delta
             found[1] = max(found[1], ttl)
-    return "\x1e".join(f"{key}\x1f{delta}\x1f{ttl}" for key, (delta, ttl) in summed.items())
+    return orjson.dumps([(key, delta, ttl) for key, (delta, ttl) in summed.items()])
 
 
 class RedisCounters:

@@ -28,11 +28,7 @@ class RedisError(Exception):
 
 
 def encode(args: tuple[Any, ...]) -> bytes:
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    return hiredis.pack_command(args)  # type: ignore[no-any-return]
 
 
 class _Protocol(asyncio.Protocol):
