@@ -210,9 +210,16 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
     return subprocess.Popen(command, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT)
 
 
-def served_2xx(metrics_url: str) -> int:
-    with urllib.request.urlopen(metrics_url, timeout=5) as response:
-        text = response.read().decode()
+def served_2xx(metrics_url: str, timeout: float = 30) -> int:
+    """The gateway's count of 2xx answers, once the calls wrk left behind have finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        in_flight = re.search(r"^gatehouse_calls_in_flight (\d+)$", text, re.M)
+        if (in_flight and in_flight.group(1) == "0") or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     return sum(
         int(n)
         for s, n in re.findall(r'gatehouse_calls_total\{status="(\d+)"\} (\d+)', text)
