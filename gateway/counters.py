@@ -243,9 +243,11 @@ def encode_settles(ops: Sequence[tuple[str, int, int]]) -> bytes:
 
 class RedisCounters:
     """Shared counters in Redis: one script call per event-loop tick carries every admission
-    that queued up in that tick and the settles waiting to be sent. Up to ``MAX_SENDS`` script
-    calls are on their way at once (pipelined on one connection, so Redis runs them in
-    order): the next tick's admissions need not wait for the previous reply."""
+    that queued up in that tick; settles collect for ``settle_interval`` and then ride with the
+    next call (so a lone admission's latency does not include settling earlier calls). Up to
+    ``MAX_SENDS`` script calls are on their way at once (pipelined on one connection, so
+    Redis runs them in order): the next tick's admissions need not wait for the previous
+    reply."""
 
     MAX_SENDS = 2
 
@@ -257,6 +259,7 @@ class RedisCounters:
         self.senders: set[asyncio.Task[None]] = set()  # script calls in flight
         self.scheduled = False
         self.settle_timer: asyncio.TimerHandle | None = None
+        self.settles_due = False
 
     async def admit(self, checks: Sequence[Check]) -> Admission:
         loop = asyncio.get_running_loop()
@@ -271,7 +274,12 @@ class RedisCounters:
         self.settles.extend(ops)
         if self.settle_timer is None:
             loop = asyncio.get_running_loop()
-            self.settle_timer = loop.call_later(self.settle_interval, self._schedule, loop)
+            self.settle_timer = loop.call_later(self.settle_interval, self._settles_due, loop)
+
+    def _settles_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.settle_timer = None
+        self.settles_due = True
+        self._schedule(loop)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self.scheduled and len(self.senders) < self.MAX_SENDS:
@@ -280,20 +288,20 @@ class RedisCounters:
 
     def _start_send(self, loop: asyncio.AbstractEventLoop) -> None:
         self.scheduled = False
-        if not self.pending and not self.settles:
+        settles: list[tuple[str, int, int]] = []
+        if self.settles_due:
+            self.settles_due = False
+            settles, self.settles = self.settles, []
+        if not self.pending and not settles:
             return
         batch, self.pending = self.pending, []
-        settles, self.settles = self.settles, []
-        if self.settle_timer is not None:
-            self.settle_timer.cancel()
-            self.settle_timer = None
         sender = loop.create_task(self._run(batch, settles))
         self.senders.add(sender)
         sender.add_done_callback(self._sent)
 
     def _sent(self, sender: asyncio.Task[None]) -> None:
         self.senders.discard(sender)
-        if self.pending:
+        if self.pending or self.settles_due:
             self._schedule(asyncio.get_running_loop())
 
     async def _run(
@@ -316,7 +324,7 @@ class RedisCounters:
                     del self.settles[: len(self.settles) - 100_000]
             # Kept settles wait for the retry timer: no spinning while Redis is away.
             if self.settles and self.settle_timer is None:
-                self.settle_timer = loop.call_later(1.0, self._schedule, loop)
+                self.settle_timer = loop.call_later(1.0, self._settles_due, loop)
             logger.warning("Redis counters unavailable: %s", exc.__class__.__name__)
             for _, future in batch:
                 if not future.done():
