@@ -2,9 +2,9 @@
 
 Full enforcement on PostgreSQL + Redis, one gateway worker, the fake upstream. Beside it, in
 the same run: the fake upstream called directly and a bare aiohttp proxy hop (the floor for
-a Python proxy). ``wrk -t1 -c50`` and ``-c1``, median of 3 runs each, with one hot key and
-with 1,000 keys. Fails on any non-2xx answer or if the spend rows written after the final
-flush differ from the gateway's count of 2xx answers.
+a Python proxy). ``wrk -t1 -c50`` and ``-c1``, median of 3 runs each (the targets taking
+turns), with one hot key and with 1,000 keys. Fails on any non-2xx answer or if the spend
+rows written after the final flush differ from the gateway's count of 2xx answers.
 """
 
 from __future__ import annotations
@@ -193,9 +193,7 @@ end
     return script
 
 
-def median_run(url: str, script: Path, connections: int, seconds: int, repeat: int) -> Run:
-    wrk(url, script, connections, 2)  # warm-up, not counted
-    runs = [wrk(url, script, connections, seconds) for _ in range(repeat)]
+def median(runs: list[Run]) -> Run:
     return Run(
         statistics.median(r.rps for r in runs),
         statistics.median(r.p50_ms for r in runs),
@@ -203,6 +201,21 @@ def median_run(url: str, script: Path, connections: int, seconds: int, repeat: i
         sum(r.requests for r in runs),
         sum(r.non_2xx for r in runs),
     )
+
+
+def interleaved_runs(
+    targets: list[tuple[str, str, Path]], connections: int, seconds: int, repeat: int
+) -> dict[str, Run]:
+    """Median of ``repeat`` runs per target, the targets taking turns in each round, so that a
+    machine that speeds up or slows down during the benchmark weighs on all of them alike."""
+    for _, url, script in targets:
+        wrk(url, script, connections, 2)  # warm-up, not counted
+    runs: dict[str, list[Run]] = {name: [] for name, _, _ in targets}
+    for round_ in range(1, repeat + 1):
+        print(f"  wrk -c{connections}, round {round_}/{repeat} ...", flush=True)
+        for name, url, script in targets:
+            runs[name].append(wrk(url, script, connections, seconds))
+    return {name: median(found) for name, found in runs.items()}
 
 
 def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -295,11 +308,8 @@ def main() -> int:
         ]
         results: dict[tuple[str, int], Run] = {}
         for connections in (50, 1):
-            for name, url, script in targets:
-                print(f"  wrk -c{connections}: {name} ...", flush=True)
-                results[(name, connections)] = median_run(
-                    url, script, connections, args.seconds, args.repeat
-                )
+            medians = interleaved_runs(targets, connections, args.seconds, args.repeat)
+            results.update({(name, connections): run for name, run in medians.items()})
         expected = served_2xx(f"http://127.0.0.1:{gateway_port}/health/metrics")
         gateway.send_signal(signal.SIGTERM)
         gateway.wait(timeout=60)
