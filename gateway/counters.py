@@ -228,17 +228,20 @@ def encode_checks(checks: Sequence[Check]) -> bytes:
     return orjson.dumps([tuple(check) for check in checks])
 
 
-def encode_settles(ops: Sequence[tuple[str, int, int]]) -> bytes:
-    """One INCRBY per counter: the settles of many calls on the same counter are summed."""
-    summed: dict[str, list[int]] = {}
+Settles = dict[str, list[int]]  # counter key → [summed delta, ttl]: one INCRBY per counter
+
+
+def add_settles(settles: Settles, ops: Sequence[tuple[str, int, int]]) -> None:
     for key, delta, ttl in ops:
-        found = summed.get(key)
+        found = settles.get(key)
         if found is None:
-            summed[key] = [delta, ttl]
+            settles[key] = [delta, ttl]
         else:
             found[0] += delta
-            found[1] = max(found[1], ttl)
-    return orjson.dumps([(key, delta, ttl) for key, (delta, ttl) in summed.items()])
+
+
+def encode_settles(settles: Settles) -> bytes:
+    return orjson.dumps([(key, delta, ttl) for key, (delta, ttl) in settles.items()])
 
 
 class RedisCounters:
@@ -255,7 +258,7 @@ class RedisCounters:
         self.client = RespClient(url, timeout=timeout)
         self.settle_interval = settle_interval
         self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
-        self.settles: list[tuple[str, int, int]] = []
+        self.settles: Settles = {}  # summed per counter until sent
         self.senders: set[asyncio.Task[None]] = set()  # script calls in flight
         self.scheduled = False
         self.settle_timer: asyncio.TimerHandle | None = None
@@ -271,7 +274,7 @@ class RedisCounters:
     def settle(self, ops: list[tuple[str, int, int]]) -> None:
         if not ops:
             return
-        self.settles.extend(ops)
+        add_settles(self.settles, ops)
         if self.settle_timer is None:
             loop = asyncio.get_running_loop()
             self.settle_timer = loop.call_later(self.settle_interval, self._settles_due, loop)
@@ -288,10 +291,10 @@ class RedisCounters:
 
     def _start_send(self, loop: asyncio.AbstractEventLoop) -> None:
         self.scheduled = False
-        settles: list[tuple[str, int, int]] = []
+        settles: Settles = {}
         if self.settles_due:
             self.settles_due = False
-            settles, self.settles = self.settles, []
+            settles, self.settles = self.settles, {}
         if not self.pending and not settles:
             return
         batch, self.pending = self.pending, []
@@ -307,7 +310,7 @@ class RedisCounters:
     async def _run(
         self,
         batch: list[tuple[Sequence[Check], asyncio.Future[Admission]]],
-        settles: list[tuple[str, int, int]],
+        settles: Settles,
     ) -> None:
         args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
         try:
@@ -319,9 +322,11 @@ class RedisCounters:
                 # twice. Dropped instead (spend can only be under-counted, by these calls).
                 logger.warning("Redis did not answer; %d counter settles dropped.", len(settles))
             else:
-                self.settles[:0] = settles  # never reached Redis: send with a later batch
-                if len(self.settles) > 100_000:
-                    del self.settles[: len(self.settles) - 100_000]
+                # Never reached Redis: sent with a later batch.
+                add_settles(self.settles, [(k, delta, ttl) for k, (delta, ttl) in settles.items()])
+                if len(self.settles) > 100_000:  # Redis away for long: keep the newest counters
+                    for key in list(self.settles)[: len(self.settles) - 100_000]:
+                        del self.settles[key]
             # Kept settles wait for the retry timer: no spinning while Redis is away.
             if self.settles and self.settle_timer is None:
                 self.settle_timer = loop.call_later(1.0, self._settles_due, loop)
@@ -347,7 +352,7 @@ class RedisCounters:
             await asyncio.wait(list(self.senders))
         if self.settles or self.pending:
             batch, self.pending = self.pending, []
-            settles, self.settles = self.settles, []
+            settles, self.settles = self.settles, {}
             await self._run(batch, settles)
 
     async def ping(self) -> bool:

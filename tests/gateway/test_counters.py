@@ -129,9 +129,11 @@ def test_with_redis_away_settles_are_kept_for_later_without_a_busy_retry_loop():
     async def scenario():
         counters = RedisCounters(f"redis://127.0.0.1:{free_port()}/0")
         counters.settle([("gh:b:key:k7:0:s", 5, 0), ("gh:b:key:k7:0:r", -5, 0)])
+        counters.settle([("gh:b:key:k7:0:s", 2, 0), ("gh:b:key:k7:0:r", -3, 0)])
         # One attempt, then back to the retry timer: flush returns instead of spinning.
         await asyncio.wait_for(counters.flush(), 5)
-        assert counters.settles == [("gh:b:key:k7:0:s", 5, 0), ("gh:b:key:k7:0:r", -5, 0)]
+        # Kept, summed per counter.
+        assert counters.settles == {"gh:b:key:k7:0:s": [7, 0], "gh:b:key:k7:0:r": [-8, 0]}
         await counters.close()
 
     run(scenario())
