@@ -23,6 +23,7 @@ from django.conf import settings
 
 from gateway import tokens
 from gateway.counters import (
+    AMOUNT_MAX,
     BUDGET,
     REQUESTS,
     TOKENS,
@@ -30,6 +31,7 @@ from gateway.counters import (
     Admission,
     Check,
     CountersUnavailable,
+    clamp,
     settle_ops,
 )
 from gateway.providers import Reply, Stream, UpstreamError
@@ -235,12 +237,23 @@ def build_checks(
     checks: list[Check] = []
     owners: list[Level] = []
     minute = int(now // 60)
+    reserve_nano, reserve_tokens = (
+        clamp(reserve_nano, AMOUNT_MAX),
+        clamp(reserve_tokens, AMOUNT_MAX),
+    )
     for level in entry.levels:
         if level.max_budget is not None:
             tag, end = level.period(now)
             key = f"gh:b:{level.kind}:{level.id}:{tag}"
             checks.append(
-                Check(BUDGET, key, level.max_budget, reserve_nano, level.seed(), _ttl(end, now))
+                Check(
+                    BUDGET,
+                    key,
+                    clamp(level.max_budget),
+                    reserve_nano,
+                    clamp(level.seed()),
+                    _ttl(end, now),
+                )
             )
         if model in level.model_max_budget:
             limit, duration = level.model_max_budget[model]
@@ -251,19 +264,22 @@ def build_checks(
                 tag, end = level.period(now)
                 seed = level.seed(model)
             key = f"gh:mb:{level.kind}:{level.id}:{model}:{tag}"
-            checks.append(Check(BUDGET, key, limit, reserve_nano, seed, _ttl(end, now)))
+            checks.append(
+                Check(BUDGET, key, clamp(limit), reserve_nano, clamp(seed), _ttl(end, now))
+            )
         if level.rpm_limit is not None:
             key = f"gh:q:{level.kind}:{level.id}:{minute}"
-            checks.append(Check(REQUESTS, key, level.rpm_limit, 1, 0, WINDOW_TTL))
+            checks.append(Check(REQUESTS, key, clamp(level.rpm_limit), 1, 0, WINDOW_TTL))
         if level.tpm_limit is not None:
             key = f"gh:t:{level.kind}:{level.id}:{minute}"
-            checks.append(Check(TOKENS, key, level.tpm_limit, reserve_tokens, 0, WINDOW_TTL))
+            checks.append(Check(TOKENS, key, clamp(level.tpm_limit), reserve_tokens, 0, WINDOW_TTL))
         if model in level.model_rpm_limit:
             key = f"gh:mq:{level.kind}:{level.id}:{model}:{minute}"
-            checks.append(Check(REQUESTS, key, level.model_rpm_limit[model], 1, 0, WINDOW_TTL))
+            limit = clamp(level.model_rpm_limit[model])
+            checks.append(Check(REQUESTS, key, limit, 1, 0, WINDOW_TTL))
         if model in level.model_tpm_limit:
             key = f"gh:mt:{level.kind}:{level.id}:{model}:{minute}"
-            limit = level.model_tpm_limit[model]
+            limit = clamp(level.model_tpm_limit[model])
             checks.append(Check(TOKENS, key, limit, reserve_tokens, 0, WINDOW_TTL))
         owners += [level] * (len(checks) - len(owners))
     return checks, owners
@@ -586,6 +602,8 @@ async def metrics(scope: Scope, receive: Receive, send: Send, started: float) ->
     lines.append(f"gatehouse_calls_in_flight {runtime.in_flight}")
     lines.append("# TYPE gatehouse_spend_rows_written_total counter")
     lines.append(f"gatehouse_spend_rows_written_total {runtime.writer.written}")
+    lines.append("# TYPE gatehouse_spend_rows_waiting gauge")
+    lines.append(f"gatehouse_spend_rows_waiting {runtime.writer.waiting}")
     await respond(
         send, 200, ("\n".join(lines) + "\n").encode(), content_type=b"text/plain; version=0.0.4"
     )

@@ -31,6 +31,16 @@ logger = logging.getLogger(__name__)
 BUDGET, REQUESTS, TOKENS = "b", "q", "t"
 WINDOW_TTL = 120
 RESERVATION_TTL = 900
+# Redis counts in signed 64-bit integers, its Lua in doubles. Limits and seeds are only
+# compared in Lua (and seeds sent as strings, stored exactly): clamped to COUNTER_MAX, a budget
+# of billions of dollars. Amounts are added by Lua and must stay exact integers there: clamped
+# to AMOUNT_MAX (9 million dollars, or tokens, in one call). Clamping changes no decision.
+COUNTER_MAX = 2**62
+AMOUNT_MAX = 2**53
+
+
+def clamp(value: int, bound: int = COUNTER_MAX) -> int:
+    return max(-bound, min(value, bound))
 
 
 class Check(NamedTuple):
@@ -164,7 +174,7 @@ class LocalCounters:
 # --- Redis ----------------------------------------------------------------------------------
 
 # ARGV[1]: the settles, a JSON array of [key, delta, ttl]; ARGV[2...]: one admission each, a
-# JSON array of its checks [kind, key, limit, amount, seed, ttl] (cjson decodes in C: a third
+# JSON array of its checks [kind, key, limit, amount, "seed", ttl] (cjson decodes in C: a third
 # less of Redis's time than splitting strings in Lua). Returns one entry per admission:
 # {0, failed index} or {1, used value per check}. Lua numbers are doubles: counters are
 # exact up to 2^53 (9 million USD in nano-USD).
@@ -225,7 +235,7 @@ return out
 
 
 def encode_checks(checks: Sequence[Check]) -> bytes:
-    return orjson.dumps([tuple(check) for check in checks])
+    return orjson.dumps([(c.kind, c.key, c.limit, c.amount, str(c.seed), c.ttl) for c in checks])
 
 
 Settles = dict[str, list[int]]  # counter key → [summed delta, ttl]: one INCRBY per counter
@@ -241,7 +251,9 @@ def add_settles(settles: Settles, ops: Sequence[tuple[str, int, int]]) -> None:
 
 
 def encode_settles(settles: Settles) -> bytes:
-    return orjson.dumps([(key, delta, ttl) for key, (delta, ttl) in settles.items()])
+    return orjson.dumps(
+        [(key, clamp(delta, AMOUNT_MAX), ttl) for key, (delta, ttl) in settles.items()]
+    )
 
 
 class RedisCounters:
@@ -312,14 +324,15 @@ class RedisCounters:
         batch: list[tuple[Sequence[Check], asyncio.Future[Admission]]],
         settles: Settles,
     ) -> None:
-        args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
         try:
+            args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
             replies = await self.client.evalsha(SCRIPT, *args)
-        except Exception as exc:  # unreachable, timed out, broke mid-call
+        except Exception as exc:  # unreachable, timed out, broke mid-call, script error
             loop = asyncio.get_running_loop()
-            if isinstance(exc, RedisUnavailable) and exc.sent:
-                # The script may have run: sending these settles again could count them
-                # twice. Dropped instead (spend can only be under-counted, by these calls).
+            if not isinstance(exc, RedisUnavailable) or exc.sent:
+                # The script may have run, or partly (Lua does not roll back): sending these
+                # settles again could count them twice. Dropped instead (spend can only be
+                # under-counted, by these calls).
                 logger.warning("Redis did not answer; %d counter settles dropped.", len(settles))
             else:
                 # Never reached Redis: sent with a later batch.
@@ -354,6 +367,12 @@ class RedisCounters:
             batch, self.pending = self.pending, []
             settles, self.settles = self.settles, {}
             await self._run(batch, settles)
+        if self.settle_timer is not None:  # the last try failed: nothing will come after it
+            self.settle_timer.cancel()
+            self.settle_timer = None
+        if self.settles:
+            logger.warning("Shutting down; %d counter settles dropped.", len(self.settles))
+            self.settles = {}
 
     async def ping(self) -> bool:
         try:

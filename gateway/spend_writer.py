@@ -8,18 +8,19 @@ stay off the process that serves requests.
 No row is lost on a clean stop: the gateway sends what is left and closes the pipe; the
 writer writes everything it received and exits. Rows stay with the gateway until the writer
 acknowledges them, so a writer that dies is replaced and the unacknowledged rows are sent
-again (a row written twice is refused by its unique request id and not counted twice).
+again (the new writer skips those its predecessor wrote before dying).
 The writer ignores SIGTERM and SIGINT: it stops when the pipe closes, after the gateway's
 last rows, also when the gateway itself was killed.
 
-Pipe format, both ways: gateway → writer, frames of a 4-byte length and a pickle (first the
-database settings, then lists of ``CallRecord``); writer → gateway, one line per batch:
-``ready`` once, then ``written dropped lost``.
+Pipe format: gateway → writer, frames of a 4-byte length and a pickle (first the database
+settings, then ``(resent, [CallRecord, ...])``); writer → gateway, lines: ``ready`` once,
+then ``written dropped lost`` per batch, in the order the rows were sent.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import os
 import pickle
@@ -41,7 +42,7 @@ logger = logging.getLogger(__name__)
 BATCH_LIMIT = 5000  # spend rows per transaction
 ISOLATE_AFTER_FAILURES = 3  # then write row by row to find the row the database refuses
 GIVE_UP_DELAY = 5.0  # stopping: retry an unreachable database until the backoff reaches this
-RESPAWN_LIMIT = 3  # writer processes started in a row without one acknowledging a row
+RESPAWN_LIMIT = 3  # stopping: writers started in a row without one acknowledging a row
 HEADER = struct.Struct(">I")
 
 
@@ -106,12 +107,14 @@ class BatchWriter:
     def __init__(self) -> None:
         self.failures = 0
 
-    def write(self, batch: list[CallRecord]) -> tuple[int, int] | None:
-        """(written, dropped), or None when nothing could be written (try again later)."""
+    def write(self, batch: list[CallRecord], resent: bool = False) -> tuple[int, int] | None:
+        """(written, dropped) for a prefix of the batch (all of it unless the database went
+        away meanwhile), or None when nothing could be written (try again later). Resent
+        rows that are in the database already count as written."""
         from spend.services import spend_record_batch
 
         try:
-            database_call(spend_record_batch, records=batch)
+            database_call(spend_record_batch, records=batch, skip_logged=resent)
             self.failures = 0
             return len(batch), 0
         except Exception:
@@ -124,7 +127,7 @@ class BatchWriter:
         written = dropped = 0
         for record in batch:
             try:
-                database_call(spend_record_batch, records=[record])
+                database_call(spend_record_batch, records=[record], skip_logged=resent)
                 written += 1
             except Exception:
                 if not database_reachable():
@@ -137,12 +140,36 @@ class BatchWriter:
         return written, dropped
 
 
-def serve(reader: FrameReader, acks: IO[str], interval: float) -> None:
+class Acks:
+    """The writer's acknowledgements; if the gateway is gone, writing goes on without them."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream: IO[str] | None = stream
+
+    def send(self, line: str) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(line)
+        except OSError:
+            self.stream = None  # the gateway died: nobody reads, the rows still get written
+
+
+def serve(reader: FrameReader, acks: Acks, interval: float) -> None:
     """Write what arrives until the pipe closes and everything received is written (or the
-    database stayed unreachable while stopping)."""
+    database stayed unreachable while stopping). Rows sent again after a writer died come
+    first; ``resent`` counts them."""
     pending: collections.deque[CallRecord] = collections.deque()
-    for batch in reader.frames():
-        pending.extend(batch)
+    resent = 0
+
+    def receive() -> None:
+        nonlocal resent
+        for again, rows in reader.frames():
+            pending.extend(rows)
+            if again:
+                resent += len(rows)
+
+    receive()
     writer = BatchWriter()
     delay = interval
     next_try = 0.0
@@ -151,8 +178,7 @@ def serve(reader: FrameReader, acks: IO[str], interval: float) -> None:
             timeout = max(0.0, next_try - time.monotonic()) if pending else None
             if select.select([reader.fd], [], [], timeout)[0]:
                 reader.fill()
-                for batch in reader.frames():
-                    pending.extend(batch)
+                receive()
         if not pending:
             if reader.closed:
                 return
@@ -162,14 +188,16 @@ def serve(reader: FrameReader, acks: IO[str], interval: float) -> None:
                 time.sleep(next_try - time.monotonic())  # stopping: nothing else to wait for
             continue
         while pending:
-            batch = [pending.popleft() for _ in range(min(BATCH_LIMIT, len(pending)))]
-            done = writer.write(batch)
+            size = min(resent, BATCH_LIMIT) if resent else min(BATCH_LIMIT, len(pending))
+            batch = [pending.popleft() for _ in range(size)]
+            done = writer.write(batch, resent=bool(resent))
             if done is None:
                 pending.extendleft(reversed(batch))
                 break
             written, dropped = done
             pending.extendleft(reversed(batch[written + dropped :]))
-            acks.write(f"{written} {dropped} 0\n")
+            resent = max(0, resent - written - dropped)
+            acks.send(f"{written} {dropped} 0\n")
         if pending:
             next_try = time.monotonic() + delay
             delay = min(delay * 2, GIVE_UP_DELAY)
@@ -177,7 +205,7 @@ def serve(reader: FrameReader, acks: IO[str], interval: float) -> None:
                 logger.error(
                     "Lost %d spend log rows: the database stayed unreachable.", len(pending)
                 )
-                acks.write(f"0 0 {len(pending)}\n")
+                acks.send(f"0 0 {len(pending)}\n")
                 return
         else:
             delay, next_try = interval, 0.0
@@ -187,9 +215,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Acknowledgements get the real stdout; anything printed goes to stderr.
-    acks = os.fdopen(os.dup(1), "w", buffering=1)
+    acks = Acks(os.fdopen(os.dup(1), "w", buffering=1))
     os.dup2(2, 1)
-    acks.write("ready\n")  # from here on, only a closed pipe stops this process
+    acks.send("ready\n")  # from here on, only a closed pipe stops this process
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
     reader = FrameReader(0)
     setup: dict[str, Any] | None = None
@@ -216,22 +244,35 @@ def main() -> None:
 
 class SpendWriter:
     """The gateway process's end: a queue (``add`` is all the request path does), a thread
-    that sends it to the writer process once per interval, and the writer's acknowledgements."""
+    that sends it to the writer process once per interval, and the writer's acknowledgements.
+
+    A writer that dies is replaced (after 1, 2, 4 ... up to 30 s while it keeps dying) and
+    gets the rows its predecessor did not acknowledge. Stopping waits up to ``STOP_TIMEOUT``
+    for the writer to finish; after that it is killed and what it held is reported lost."""
+
+    STOP_TIMEOUT = 20.0
 
     def __init__(self, interval: float) -> None:
         self.interval = interval
         self.queue: collections.deque[CallRecord] = collections.deque()
+        self.resend: collections.deque[CallRecord] = collections.deque()
         self.unacked: collections.deque[CallRecord] = collections.deque()
         self.lock = threading.Lock()  # unacked: the sender appends, the ack reader pops
         self.wake = threading.Event()
         self.ready = threading.Event()  # the writer process ignores signals from now on
         self.stopping = False
+        self.abandoned = False
         self.written = 0
         self.dropped = 0
         self.lost = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.ack_reader: threading.Thread | None = None
         self.thread = threading.Thread(target=self._run, name="gatehouse-spend", daemon=True)
+
+    @property
+    def waiting(self) -> int:
+        """Rows not written yet: queued, or sent and not acknowledged."""
+        return len(self.queue) + len(self.resend) + len(self.unacked)
 
     def start(self) -> None:
         self._spawn()
@@ -240,26 +281,43 @@ class SpendWriter:
     def add(self, record: CallRecord) -> None:
         self.queue.append(record)  # deque.append is atomic: no lock on the request path
 
-    def _spawn(self) -> None:
+    def _spawn(self) -> bool:
         from django.conf import settings
         from django.db import connection
 
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.spend_writer"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            cwd=settings.BASE_DIR,
-            start_new_session=True,  # a terminal's Ctrl-C goes to the server, not the writer
-        )
+        self.ready.clear()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.spend_writer"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                cwd=settings.BASE_DIR,
+                start_new_session=True,  # a terminal's Ctrl-C goes to the server, not here
+            )
+        except OSError:
+            logger.exception("Could not start the spend writer process.")
+            self.process = None
+            return False
         assert process.stdin is not None and process.stdout is not None
-        setup = {"database": dict(connection.settings_dict), "interval": self.interval}
-        process.stdin.write(frame(setup))
-        process.stdin.flush()
         self.process = process
         self.ack_reader = threading.Thread(
-            target=self._read_acks, args=(process.stdout,), name="gatehouse-spend-acks"
+            target=self._read_acks,
+            args=(process.stdout,),
+            name="gatehouse-spend-acks",
+            daemon=True,
         )
         self.ack_reader.start()
+        setup = {"database": dict(connection.settings_dict), "interval": self.interval}
+        return self._write(setup)
+
+    def _write(self, value: Any) -> bool:
+        assert self.process is not None and self.process.stdin is not None
+        try:
+            self.process.stdin.write(frame(value))
+            self.process.stdin.flush()
+            return True
+        except OSError:
+            return False  # broken pipe: the writer died; what it was sent is in unacked
 
     def _read_acks(self, stream: IO[bytes]) -> None:
         for line in stream:
@@ -274,72 +332,89 @@ class SpendWriter:
             self.dropped += dropped
             self.lost += lost
 
-    def _respawn(self) -> None:
-        """The writer died: start another and send it every row not acknowledged yet."""
+    def _bury(self) -> None:
+        """The writer is gone: collect it, and keep what it did not acknowledge to send again."""
         assert self.process is not None and self.ack_reader is not None
         self.process.wait()
         self.ack_reader.join()
         logger.error(
-            "The spend writer process exited (%s); restarting it, %d rows to send again.",
+            "The spend writer process exited (%s); %d rows to send again.",
             self.process.returncode,
             len(self.unacked),
         )
         with self.lock:
-            self.queue.extendleft(reversed(self.unacked))
+            self.resend.extendleft(reversed(self.unacked))
             self.unacked.clear()
-        self._spawn()
+        self.process = None
 
     def _send_queued(self) -> bool:
-        assert self.process is not None and self.process.stdin is not None
-        while self.queue:
-            batch: list[CallRecord] = []
-            try:
-                while len(batch) < BATCH_LIMIT:
-                    batch.append(self.queue.popleft())
-            except IndexError:
-                pass
-            with self.lock:
-                self.unacked.extend(batch)
-            try:
-                self.process.stdin.write(frame(batch))
-                self.process.stdin.flush()
-            except OSError:
-                return False  # broken pipe: the batch is in unacked, sent again after respawn
+        for source, again in ((self.resend, True), (self.queue, False)):
+            while source:
+                batch: list[CallRecord] = []
+                try:
+                    while len(batch) < BATCH_LIMIT:
+                        batch.append(source.popleft())
+                except IndexError:
+                    pass
+                with self.lock:
+                    self.unacked.extend(batch)
+                if not self._write((again, batch)):
+                    return False
         return True
 
+    def _finish(self) -> bool:
+        """Close the pipe and wait for the writer to write everything; False if it died."""
+        assert self.process is not None and self.process.stdin is not None
+        with contextlib.suppress(OSError):  # the writer died already
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=self.STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            logger.error("The spend writer did not finish in %.0f s; killed.", self.STOP_TIMEOUT)
+            self.process.kill()
+            self.process.wait()
+            self.abandoned = True
+        assert self.ack_reader is not None
+        self.ack_reader.join()
+        return self.process.returncode == 0
+
     def _run(self) -> None:
-        respawns = 0  # in a row: a writer that acknowledges rows resets the count
+        failures = 0  # writers in a row that died without acknowledging anything
         written_before = 0
-        while True:
+        retry_at = 0.0
+        while not self.abandoned:
             self.wake.wait(self.interval)
             self.wake.clear()
             stopping = self.stopping
-            assert self.process is not None
-            if not self._send_queued() or self.process.poll() is not None:
-                if respawns >= RESPAWN_LIMIT:
-                    logger.error("The spend writer keeps failing; not restarting it.")
+            alive = self.process is not None and self.process.poll() is None
+            if alive and self._send_queued():
+                if self.written > written_before:
+                    failures, written_before = 0, self.written
+                if not stopping:
+                    continue
+                if self._finish() or self.abandoned:
                     return
-                respawns += 1
-                self._respawn()
+            if self.process is not None:
+                self._bury()
+            if stopping and failures >= RESPAWN_LIMIT:
+                return
+            if not stopping and time.monotonic() < retry_at:
                 continue
-            if self.written > written_before:
-                respawns, written_before = 0, self.written
-            if stopping:
-                assert self.process.stdin is not None
-                self.process.stdin.close()
-                self.process.wait()
-                assert self.ack_reader is not None
-                self.ack_reader.join()
-                if self.process.returncode == 0 or respawns >= RESPAWN_LIMIT:
-                    return
-                respawns += 1
-                self._respawn()
+            failures += 1
+            retry_at = time.monotonic() + min(2.0 ** (failures - 1), 30.0)
+            self._spawn()
+            self.wake.set()  # send to the new writer right away
 
     def stop(self) -> None:
         self.stopping = True
         self.wake.set()
-        self.thread.join()
-        missing = len(self.queue) + len(self.unacked) + self.lost
+        self.thread.join(self.STOP_TIMEOUT + 5)
+        if self.thread.is_alive():  # stuck writing to a writer that no longer reads
+            self.abandoned = True
+            if self.process is not None:
+                self.process.kill()
+            self.thread.join(5)
+        missing = self.waiting + self.lost
         if missing:
             logger.error("Lost %d spend log rows: they could not be written.", missing)
 

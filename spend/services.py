@@ -220,12 +220,23 @@ def _write_spend(
 
 
 @transaction.atomic
-def spend_record_batch(*, records: Sequence[CallRecord], now: datetime | None = None) -> None:
+def spend_record_batch(
+    *, records: Sequence[CallRecord], now: datetime | None = None, skip_logged: bool = False
+) -> None:
     """Write a batch of finished calls: log rows, then every level's spend, in one transaction.
 
     Levels are locked in a fixed order (level, then id) so that concurrent writers from
-    several gateway processes serialise instead of deadlocking.
+    several gateway processes serialise instead of deadlocking. ``skip_logged``: calls whose
+    request id is logged already (sent again after a writer died) are left out, so that
+    nothing is counted twice.
     """
+    if skip_logged and records:
+        logged = set(
+            SpendLog.objects.filter(
+                request_id__in=[record.request_id for record in records]
+            ).values_list("request_id", flat=True)
+        )
+        records = [record for record in records if record.request_id not in logged]
     if not records:
         return
     now = now or timezone.now()

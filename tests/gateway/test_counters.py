@@ -8,12 +8,15 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from gateway.counters import (
+    AMOUNT_MAX,
     BUDGET,
+    COUNTER_MAX,
     REQUESTS,
     TOKENS,
     Check,
     LocalCounters,
     RedisCounters,
+    clamp,
     settle_ops,
 )
 
@@ -127,13 +130,44 @@ def test_with_redis_away_settles_are_kept_for_later_without_a_busy_retry_loop():
     from tests.gateway.conftest import free_port
 
     async def scenario():
-        counters = RedisCounters(f"redis://127.0.0.1:{free_port()}/0")
+        loop = asyncio.get_running_loop()
+        counters = RedisCounters(f"redis://127.0.0.1:{free_port()}/0", settle_interval=0.01)
         counters.settle([("gh:b:key:k7:0:s", 5, 0), ("gh:b:key:k7:0:r", -5, 0)])
         counters.settle([("gh:b:key:k7:0:s", 2, 0), ("gh:b:key:k7:0:r", -3, 0)])
-        # One attempt, then back to the retry timer: flush returns instead of spinning.
-        await asyncio.wait_for(counters.flush(), 5)
+
+        def retry_timer_set() -> bool:  # the attempt failed: next one in a second
+            timer = counters.settle_timer
+            return timer is not None and timer.when() - loop.time() > 0.5
+
+        deadline = loop.time() + 5
+        while not retry_timer_set():
+            assert loop.time() < deadline, "no attempt to send the settles"
+            await asyncio.sleep(0.01)
+        assert not counters.senders  # waiting for the timer, not trying again and again
         # Kept, summed per counter.
         assert counters.settles == {"gh:b:key:k7:0:s": [7, 0], "gh:b:key:k7:0:r": [-8, 0]}
+        # Shutting down: one last try, then they are given up (no timer left behind).
+        await asyncio.wait_for(counters.flush(), 5)
+        assert counters.settle_timer is None and counters.settles == {}
+        await counters.close()
+
+    run(scenario())
+
+
+def test_budgets_spend_and_amounts_beyond_what_lua_counts_exactly_are_clamped(redis_server):
+    async def scenario():
+        counters = RedisCounters(redis_server.url)
+        limit = clamp(10**25)  # a budget of 10^16 USD
+        assert limit == COUNTER_MAX
+        seed = 10**17 + 1  # 100 million USD spent: more than a Lua number holds exactly
+        amount = clamp(10**30, AMOUNT_MAX)  # an absurd max_tokens
+        check = Check(BUDGET, "gh:b:organization:big:0", limit, amount, seed, 0)
+        admission = await counters.admit([check])
+        assert admission.ok and admission.reserved == [AMOUNT_MAX]
+        counters.settle(settle_ops(admission, 7, 0))
+        await counters.flush()
+        assert await counters.get("gh:b:organization:big:0:s") == str(10**17 + 8).encode()
+        assert await counters.get("gh:b:organization:big:0:r") == b"0"
         await counters.close()
 
     run(scenario())

@@ -76,12 +76,32 @@ def test_the_writer_ignores_sigterm_and_writes_the_last_rows_when_the_pipe_close
 ):
     writer = SpendWriter(0.01)
     writer.start()
-    process = writer.process
-    assert process is not None
-    assert writer.ready.wait(10)
-    process.send_signal(signal.SIGTERM)  # e.g. sent to the whole process group
-    last = uuid.uuid4().hex
-    writer.add(record(last))
-    writer.stop()
+    try:
+        process = writer.process
+        assert process is not None
+        assert writer.ready.wait(10)
+        process.send_signal(signal.SIGTERM)  # e.g. sent to the whole process group
+        last = uuid.uuid4().hex
+        writer.add(record(last))
+    finally:
+        writer.stop()
     assert process.returncode == 0
     assert SpendLog.objects.filter(request_id=last).exists()
+
+
+def test_stopping_gives_up_on_a_writer_that_hangs_and_reports_the_rows_lost(
+    transactional_db, caplog
+):
+    writer = SpendWriter(0.01)
+    writer.STOP_TIMEOUT = 1.0
+    writer.start()
+    process = writer.process
+    assert process is not None
+    process.send_signal(signal.SIGSTOP)  # e.g. stuck on a database that does not answer
+    writer.add(record(uuid.uuid4().hex))
+    started = time.monotonic()
+    writer.stop()
+    assert time.monotonic() - started < 10
+    assert process.returncode == -signal.SIGKILL
+    assert "Lost 1 spend log rows" in caplog.text
+    assert not SpendLog.objects.exists()

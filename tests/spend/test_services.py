@@ -46,6 +46,16 @@ def key(db):
     return VirtualKeyFactory(user=UserFactory())
 
 
+def test_calls_sent_again_after_a_writer_died_are_not_counted_twice(key):
+    at = BOUNDARY + timedelta(hours=1)
+    written = record(key, 1_000, at)
+    spend_record_batch(records=[written], now=at)
+    spend_record_batch(records=[written, record(key, 500, at)], now=at, skip_logged=True)
+    assert SpendLog.objects.filter(key_id=key.pk).count() == 2
+    key.refresh_from_db()
+    assert key.spend == Decimal("0.0000015")
+
+
 def test_a_batch_writes_rows_and_adds_cost_at_every_level(key):
     at = BOUNDARY + timedelta(hours=1)
     spend_record_batch(
