@@ -14,7 +14,6 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
@@ -97,7 +96,7 @@ class _Connection(asyncio.Protocol):
         self.body = []
         self.keep_alive = False
         self.chunks = asyncio.Queue() if streaming else None
-        self.headers_done = self.loop.create_future()
+        self.headers_done = self.loop.create_future() if streaming else None
         self.message_done = self.loop.create_future()
         self.transport.write(request)
 
@@ -214,11 +213,10 @@ class UpstreamPool:
         lines += [f"{name}: {value}".encode("latin-1") for name, value in headers.items()]
         return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
-    async def _exchange(
-        self, key: Target, request: bytes, streaming: bool
-    ) -> tuple[_Connection, Any]:
+    async def _exchange(self, key: Target, request: bytes, streaming: bool) -> _Connection:
         """Send on a pooled connection (retrying once on a fresh one if a stale pooled one
-        broke before answering) and wait for the answer's headers."""
+        broke before answering) and wait for the answer's headers (streaming) or the whole
+        answer: one wait, one timer."""
         idle = self.idle.get(key)
         while True:
             reused = bool(idle)
@@ -226,15 +224,16 @@ class UpstreamPool:
             if connection.closed:
                 continue
             connection.start(request, streaming)
-            assert connection.headers_done is not None
+            waited = connection.headers_done if streaming else connection.message_done
+            assert waited is not None
             try:
-                await self._within(connection.headers_done, connection)
+                await self._within(waited, connection)
             except UpstreamConnectionError:
                 if reused and not connection.received:
                     idle = None
                     continue
                 raise
-            return connection, connection.message_done
+            return connection
 
     async def _within(self, future: asyncio.Future[None], connection: _Connection) -> None:
         loop = asyncio.get_running_loop()
@@ -255,10 +254,9 @@ class UpstreamPool:
         self, base_url: str, path: str, body: bytes, headers: dict[str, str]
     ) -> Response:
         key = self.target(base_url)
-        connection, message_done = await self._exchange(
+        connection = await self._exchange(
             key, self._request(key, path, body, headers), streaming=False
         )
-        await self._within(message_done, connection)
         response = Response(connection.status, b"".join(connection.body), connection.content_type)
         self._release(key, connection)
         return response
@@ -267,7 +265,7 @@ class UpstreamPool:
         self, base_url: str, path: str, body: bytes, headers: dict[str, str]
     ) -> StreamResponse:
         key = self.target(base_url)
-        connection, _ = await self._exchange(
+        connection = await self._exchange(
             key, self._request(key, path, body, headers), streaming=True
         )
         return StreamResponse(self, key, connection)
