@@ -55,3 +55,43 @@ class SpendLog(db.Model):
 
     def __str__(self) -> str:
         return self.request_id
+
+
+class DailySpend(db.Model):
+    """Spend per day (in ``GATEHOUSE_TIMEZONE``, by the call's start), organization, team,
+    project, key and model, kept by the spend pipeline as it writes the log: reports read these
+    rows, never the raw log. Blank ids: the call had no such level (e.g. the master key)."""
+
+    id = db.BigAutoField(primary_key=True)
+    day = db.DateField()
+    organization_id = db.CharField(max_length=128, blank=True, default="")
+    team_id = db.CharField(max_length=128, blank=True, default="")
+    project_id = db.CharField(max_length=128, blank=True, default="")
+    key_id = db.CharField(max_length=128, blank=True, default="")
+    model = db.CharField(max_length=200)
+    requests_ok = db.PositiveBigIntegerField(default=0)
+    requests_failed = db.PositiveBigIntegerField(default=0)
+    prompt_tokens = db.PositiveBigIntegerField(default=0)
+    completion_tokens = db.PositiveBigIntegerField(default=0)
+    spend = db.DecimalField(max_digits=24, decimal_places=9, default=0, help_text="USD")
+
+    class Meta:
+        ordering = ["-day", "organization_id", "team_id", "project_id", "key_id", "model"]
+        constraints = [
+            db.UniqueConstraint(
+                fields=["day", "organization_id", "team_id", "project_id", "key_id", "model"],
+                name="spend_dailyspend_one_row_per_bucket",
+            ),
+            db.CheckConstraint(
+                condition=Q(spend__gte=0), name="spend_dailyspend_spend_not_negative"
+            ),
+        ]
+        indexes = [
+            db.Index(fields=["organization_id", "day"], name="spend_daily_org_day"),
+            db.Index(fields=["team_id", "day"], name="spend_daily_team_day"),
+            db.Index(fields=["project_id", "day"], name="spend_daily_project_day"),
+            db.Index(fields=["key_id", "day"], name="spend_daily_key_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.project_id or '-'} {self.model}"

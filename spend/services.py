@@ -3,7 +3,8 @@
 ``spend_record_batch`` inserts one spend log row per call and adds each call's cost to the
 ``spend`` / ``model_spend`` of its key, project, team, organization and user, rolling a
 level's budget period over when its boundary has passed (Decision 8: ``spend`` is the spend
-of the current period; no job resets it). Keys also get ``last_used_at``.
+of the current period; no job resets it). Keys also get ``last_used_at``, and the daily
+rollups (``DailySpend``) the calls' counts, tokens and cost.
 """
 
 from __future__ import annotations
@@ -11,18 +12,19 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.db import connection, models, transaction
+from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
-from hierarchy.governance import budget_period
+from hierarchy.governance import budget_period, gatehouse_timezone
 from hierarchy.models import Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
-from spend.models import SpendLog
+from spend.models import DailySpend, SpendLog
 
 NANO = Decimal("0.000000001")
 LEVEL_MODELS: dict[str, type[models.Model]] = {
@@ -101,6 +103,10 @@ def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
     return found
 
 
+def succeeded(record: CallRecord) -> bool:
+    return record.http_status < 400
+
+
 def _log_row(record: CallRecord) -> tuple[Any, ...]:
     return (
         record.request_id,
@@ -116,7 +122,7 @@ def _log_row(record: CallRecord) -> tuple[Any, ...]:
         record.completion_tokens,
         record.prompt_tokens + record.completion_tokens,
         nano_to_usd(record.cost_nano),
-        SpendLog.Status.SUCCESS if record.http_status < 400 else SpendLog.Status.FAILURE,
+        SpendLog.Status.SUCCESS if succeeded(record) else SpendLog.Status.FAILURE,
         record.http_status,
         record.stream,
         record.latency_ms,
@@ -249,3 +255,102 @@ def spend_record_batch(
     for level in LEVEL_MODELS:
         if by_level.get(level):
             _add_spend(level, by_level[level], now)
+    _add_daily(records)
+
+
+ROLLUP_BUCKET = ("day", "organization_id", "team_id", "project_id", "key_id", "model")
+ROLLUP_SUMS = ("requests_ok", "requests_failed", "prompt_tokens", "completion_tokens", "spend")
+
+
+def _add_daily(records: Sequence[CallRecord]) -> None:
+    """Add the calls to their day's rollup rows (upserts, in a fixed order)."""
+    zone = gatehouse_timezone()
+    buckets: dict[tuple[Any, ...], list[int]] = {}
+    for record in records:
+        day = datetime.fromtimestamp(record.started_at, zone).date()
+        bucket = (
+            day,
+            record.organization_id,
+            record.team_id,
+            record.project_id,
+            record.key_id,
+            record.model,
+        )
+        sums = buckets.setdefault(bucket, [0, 0, 0, 0, 0])
+        ok = succeeded(record)
+        sums[0] += ok
+        sums[1] += not ok
+        sums[2] += record.prompt_tokens
+        sums[3] += record.completion_tokens
+        sums[4] += record.cost_nano
+    rows = [(*bucket, *sums[:4], nano_to_usd(sums[4])) for bucket, sums in sorted(buckets.items())]
+    table = DailySpend._meta.db_table
+    columns = (*ROLLUP_BUCKET, *ROLLUP_SUMS)
+    conflict = f"ON CONFLICT ({', '.join(ROLLUP_BUCKET)}) DO UPDATE SET " + ", ".join(
+        f"{name} = {table}.{name} + EXCLUDED.{name}" for name in ROLLUP_SUMS
+    )
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            types = ["date", *["text"] * 5, *["bigint"] * 4, "numeric"]
+            arrays = [[row[i] for row in rows] for i in range(len(columns))]
+            unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+            cursor.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest}) "
+                + conflict,
+                arrays,
+            )
+            return
+        fields = [_field(DailySpend, name) for name in columns]
+        params = [
+            [f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True)]
+            for row in rows
+        ]
+        marks = ", ".join(["%s"] * len(columns))
+        cursor.executemany(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) " + conflict, params
+        )
+
+
+def daily_spend_rebuild(*, day: date) -> tuple[int, int]:
+    """Recompute one day's rollup rows from the spend log (rows, calls). Safe beside a running
+    gateway: on PostgreSQL the rollup table is locked against the pipeline's upserts meanwhile,
+    so a batch lands either before (and is recomputed) or after (and is added)."""
+    zone = gatehouse_timezone()
+    start = datetime.combine(day, time.min).replace(tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time.min).replace(tzinfo=zone)
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                table = DailySpend._meta.db_table
+                cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        DailySpend.objects.filter(day=day).delete()
+        groups = (
+            SpendLog.objects.filter(started_at__gte=start, started_at__lt=end)
+            .values(*ROLLUP_BUCKET[1:])
+            .annotate(
+                requests_ok=Count("id", filter=Q(status=SpendLog.Status.SUCCESS)),
+                requests_failed=Count("id", filter=Q(status=SpendLog.Status.FAILURE)),
+                prompt=Sum("prompt_tokens"),
+                completion=Sum("completion_tokens"),
+                cost=Sum("cost"),
+            )
+            .order_by()
+        )
+        rows = [
+            DailySpend(
+                day=day,
+                organization_id=group["organization_id"],
+                team_id=group["team_id"],
+                project_id=group["project_id"],
+                key_id=group["key_id"],
+                model=group["model"],
+                requests_ok=group["requests_ok"],
+                requests_failed=group["requests_failed"],
+                prompt_tokens=group["prompt"],
+                completion_tokens=group["completion"],
+                spend=group["cost"],
+            )
+            for group in groups
+        ]
+        DailySpend.objects.bulk_create(rows, batch_size=5000)
+    return len(rows), sum(row.requests_ok + row.requests_failed for row in rows)
