@@ -103,6 +103,17 @@ def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
     return found
 
 
+def _prepared(
+    model: type[models.Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[list[Any]]:
+    """Rows as the database driver takes them (where COPY and arrays are not used)."""
+    fields = [_field(model, name) for name in columns]
+    return [
+        [f.get_db_prep_save(value, connection) for f, value in zip(fields, row, strict=True)]
+        for row in rows
+    ]
+
+
 def succeeded(record: CallRecord) -> bool:
     return record.http_status < 400
 
@@ -142,13 +153,11 @@ def _insert_logs(records: Sequence[CallRecord]) -> None:
                 for row in rows:
                     copy.write_row(row)
             return
-        fields = [_field(SpendLog, name) for name in LOG_COLUMNS]
-        prepared = [
-            [f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True)]
-            for row in rows
-        ]
         marks = ", ".join(["%s"] * len(LOG_COLUMNS))
-        cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", prepared)
+        cursor.executemany(
+            f"INSERT INTO {table} ({columns}) VALUES ({marks})",
+            _prepared(SpendLog, LOG_COLUMNS, rows),
+        )
 
 
 def _add_spend(
@@ -215,12 +224,8 @@ def _write_spend(
                 arrays,
             )
             return
-        fields = [_field(model, name) for name in columns]
-        params = [
-            [f.get_db_prep_save(v, connection) for f, v in zip(fields, row[1:], strict=True)]
-            + [row[0]]
-            for row in updates
-        ]
+        values = _prepared(model, columns, [row[1:] for row in updates])
+        params = [[*prepared, row[0]] for prepared, row in zip(values, updates, strict=True)]
         assignments = ", ".join(f"{name} = %s" for name in columns)
         cursor.executemany(f"UPDATE {table} SET {assignments} WHERE {pk_column} = %s", params)
 
@@ -300,14 +305,10 @@ def _add_daily(records: Sequence[CallRecord]) -> None:
                 arrays,
             )
             return
-        fields = [_field(DailySpend, name) for name in columns]
-        params = [
-            [f.get_db_prep_save(v, connection) for f, v in zip(fields, row, strict=True)]
-            for row in rows
-        ]
         marks = ", ".join(["%s"] * len(columns))
         cursor.executemany(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) " + conflict, params
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) " + conflict,
+            _prepared(DailySpend, columns, rows),
         )
 
 
