@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
@@ -160,6 +160,56 @@ def _insert_logs(records: Sequence[CallRecord]) -> None:
         )
 
 
+def _period_spend(
+    duration: str, reset_at: datetime | None, spend: Decimal, model_spend: Any, now: datetime
+) -> tuple[int, dict[str, int], datetime | None, float | None]:
+    """A level's spend in the budget period containing ``now`` (nano-USD, total and per
+    model): what the row holds, or nothing when a new period began since it was written (its
+    ``budget_reset_at`` then moves to the new period's end). Also the period's start (epoch
+    seconds): calls that ended before it belong to the period before."""
+    total = usd_to_nano(spend)
+    per_model = {name: usd_to_nano(value) for name, value in (model_spend or {}).items()}
+    if not duration:
+        return total, per_model, reset_at, None
+    start, end = budget_period(duration, reset_at, now)
+    if reset_at != end:
+        total, per_model, reset_at = 0, {}, end
+    return total, per_model, reset_at, start.timestamp()
+
+
+def _usd_by_model(per_model: dict[str, int]) -> dict[str, float]:
+    return {name: float(nano_to_usd(value)) for name, value in per_model.items()}
+
+
+@transaction.atomic
+def budgets_roll_over(*, now: datetime | None = None) -> dict[str, int]:
+    """Start the current budget period on every level whose period ended since its spend was
+    last written: ``spend`` and ``model_spend`` to 0, ``budget_reset_at`` to the period's end.
+    The gateway and the spend pipeline do this by themselves at the boundary (Decision 8);
+    this makes the database show it for levels without traffic. Idempotent. Rows are locked in
+    the spend pipeline's order (level, then id). Returns the rows rolled over per level."""
+    now = now or timezone.now()
+    rolled: dict[str, int] = {}
+    for level, model in LEVEL_MODELS.items():
+        rows = (
+            model._default_manager.select_for_update()
+            .exclude(budget_duration="")
+            .order_by("pk")
+            .values_list("pk", "budget_duration", "budget_reset_at", "spend", "model_spend")
+        )
+        updates: list[tuple[Any, ...]] = []
+        for pk, duration, reset_at, spend, model_spend in rows:
+            total, per_model, new_reset_at, _ = _period_spend(
+                duration, reset_at, spend, model_spend, now
+            )
+            if new_reset_at != reset_at:
+                updates.append((pk, nano_to_usd(total), _usd_by_model(per_model), new_reset_at))
+        if updates:
+            _write_spend(model, updates, set_last_used=False)
+        rolled[level] = len(updates)
+    return rolled
+
+
 def _add_spend(
     level: str,
     calls: dict[str, list[CallRecord]],
@@ -176,21 +226,15 @@ def _add_spend(
     set_last_used = level == "key"
     updates: list[tuple[Any, ...]] = []
     for pk, duration, reset_at, spend, model_spend in rows:
-        total = usd_to_nano(spend)
-        per_model = {name: usd_to_nano(value) for name, value in (model_spend or {}).items()}
-        since = None
-        if duration:
-            start, end = budget_period(duration, reset_at, now)
-            if reset_at != end:  # a new period began since the last write
-                total, per_model, reset_at = 0, {}, end
-            since = start.timestamp()
+        total, per_model, reset_at, since = _period_spend(
+            duration, reset_at, spend, model_spend, now
+        )
         for record in calls[pk]:
             if since is not None and record.ended_at < since:
                 continue  # belongs to the period that just ended
             total += record.cost_nano
             per_model[record.model] = per_model.get(record.model, 0) + record.cost_nano
-        model_spend = {name: float(nano_to_usd(value)) for name, value in per_model.items()}
-        update: tuple[Any, ...] = (pk, nano_to_usd(total), model_spend, reset_at)
+        update: tuple[Any, ...] = (pk, nano_to_usd(total), _usd_by_model(per_model), reset_at)
         if set_last_used:
             last = max(record.ended_at for record in calls[pk])
             update += (datetime.fromtimestamp(last, UTC),)
@@ -355,3 +399,17 @@ def daily_spend_rebuild(*, day: date) -> tuple[int, int]:
         ]
         DailySpend.objects.bulk_create(rows, batch_size=5000)
     return len(rows), sum(row.requests_ok + row.requests_failed for row in rows)
+
+
+def spend_logs_prune(*, before: datetime, batch_size: int = 10_000) -> Iterator[int]:
+    """Delete spend log rows of calls started before ``before``, ``batch_size`` rows per
+    transaction (short locks beside a running gateway), yielding each batch's count. Daily
+    rollups are kept. Safe to repeat or to run twice at once."""
+    old = SpendLog.objects.filter(started_at__lt=before).order_by("id")
+    while True:
+        with transaction.atomic():
+            ids = list(old.values_list("id", flat=True)[:batch_size])
+            if not ids:
+                return
+            deleted, _ = SpendLog.objects.filter(id__in=ids).delete()
+        yield deleted

@@ -181,3 +181,43 @@ def test_rollups_have_one_row_per_bucket(db):
     spend_record_batch(records=[call(later + 120)])
     row = DailySpend.objects.get()
     assert (row.requests_ok, row.prompt_tokens, row.spend) == (3, 30, nano_to_usd(3_000))
+
+
+def test_pruning_deletes_old_log_rows_in_batches_and_keeps_the_rollups(db):
+    now = datetime.now(UTC).timestamp()
+    old = [call(now - 91 * 86_400 + i) for i in range(5)]
+    recent = call(now - 89 * 86_400)
+    spend_record_batch(records=[*old, recent])
+    rollups_before = rollups()
+    out = StringIO()
+    call_command("prune_spend_logs", older_than="90d", batch_size=2, stdout=out)
+    assert list(SpendLog.objects.values_list("request_id", flat=True)) == [recent.request_id]
+    assert rollups() == rollups_before
+    assert "deleted 2 rows so far" in out.getvalue()
+    assert "Deleted 5 spend log rows" in out.getvalue()
+    # From cron, again: nothing left to do.
+    out = StringIO()
+    call_command("prune_spend_logs", older_than="90d", stdout=out)
+    assert "Deleted 0 spend log rows" in out.getvalue()
+
+
+def test_a_dry_run_prunes_nothing(db):
+    spend_record_batch(records=[call(datetime.now(UTC).timestamp() - 100 * 86_400)])
+    out = StringIO()
+    call_command("prune_spend_logs", older_than="13w", dry_run=True, stdout=out)
+    assert "Would delete 1 spend log rows" in out.getvalue()
+    assert SpendLog.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("age", "message"),
+    [
+        ("3mo", "--older-than: use days or weeks (e.g. 90d, 13w), not months."),
+        ("ninety", "--older-than: Invalid duration 'ninety'"),
+    ],
+)
+def test_pruning_refuses_an_unclear_age(db, age, message):
+    spend_record_batch(records=[call(datetime.now(UTC).timestamp() - 100 * 86_400)])
+    with pytest.raises(CommandError, match=re.escape(message)):
+        call_command("prune_spend_logs", older_than=age, stdout=StringIO())
+    assert SpendLog.objects.count() == 1

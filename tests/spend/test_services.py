@@ -5,14 +5,18 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 
 from gateway.snapshot import Level
 from hierarchy.models import Team
 from keys.models import VirtualKey
+from projects.models import Project
 from spend.models import SpendLog
-from spend.services import CallRecord, spend_record_batch
+from spend.services import CallRecord, budgets_roll_over, spend_record_batch
 from tests.factories import UserFactory, VirtualKeyFactory
 
 BOUNDARY = datetime(2026, 11, 27, tzinfo=UTC)
@@ -89,6 +93,46 @@ def test_spend_rolls_over_exactly_at_the_period_boundary(key):
     assert SpendLog.objects.count() == 3  # every call is logged
     key.refresh_from_db()
     assert key.spend == Decimal("0.000006")  # the key has no period
+
+
+def test_reset_budgets_starts_ended_periods_only_and_is_idempotent(key):
+    Team.objects.filter(pk=key.team_id).update(
+        budget_duration="1d",
+        budget_reset_at=BOUNDARY,
+        spend=Decimal("5"),
+        model_spend={"gpt-4o": 5.0},
+    )
+    VirtualKey.objects.filter(pk=key.pk).update(
+        budget_duration="1mo", budget_reset_at=BOUNDARY + timedelta(days=3), spend=Decimal("2")
+    )
+    assert budgets_roll_over(now=BOUNDARY - timedelta(microseconds=1))["team"] == 0
+    rolled = budgets_roll_over(now=BOUNDARY)
+    assert (rolled["team"], rolled["key"]) == (1, 0)
+    key.team.refresh_from_db()
+    assert (key.team.spend, key.team.model_spend) == (Decimal("0"), {})
+    assert key.team.budget_reset_at == BOUNDARY + timedelta(days=1)
+    key.refresh_from_db()
+    assert key.spend == Decimal("2")  # its month is not over
+    assert budgets_roll_over(now=BOUNDARY + timedelta(hours=1)) == dict.fromkeys(
+        ["key", "project", "team", "organization", "user"], 0
+    )
+
+
+def test_the_reset_budgets_command_reports_and_repeats_safely(key):
+    Project.objects.filter(pk=key.project_id).update(
+        budget_duration="1d",
+        budget_reset_at=timezone.now() - timedelta(days=3),
+        spend=Decimal("7"),
+    )
+    out = StringIO()
+    call_command("reset_budgets", stdout=out)
+    assert "project: 1 rolled over" in out.getvalue()
+    assert "Started a new budget period on 1 rows." in out.getvalue()
+    key.project.refresh_from_db()
+    assert key.project.spend == Decimal("0")
+    out = StringIO()
+    call_command("reset_budgets", stdout=out)
+    assert "Started a new budget period on 0 rows." in out.getvalue()
 
 
 def level(**overrides) -> Level:
