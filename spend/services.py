@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -25,6 +25,7 @@ from hierarchy.models import Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
 from spend.models import DailySpend, SpendLog
+from spend.selectors import local_day_bounds, spend_logs_started_before
 
 NANO = Decimal("0.000000001")
 LEVEL_MODELS: dict[str, type[models.Model]] = {
@@ -194,6 +195,7 @@ def budgets_roll_over(*, now: datetime | None = None) -> dict[str, int]:
         rows = (
             model._default_manager.select_for_update()
             .exclude(budget_duration="")
+            .filter(Q(budget_reset_at__isnull=True) | Q(budget_reset_at__lte=now))
             .order_by("pk")
             .values_list("pk", "budget_duration", "budget_reset_at", "spend", "model_spend")
         )
@@ -356,22 +358,23 @@ def _add_daily(records: Sequence[CallRecord]) -> None:
         )
 
 
-def daily_spend_rebuild(*, day: date) -> tuple[int, int]:
+def daily_spend_rebuild(*, day: date) -> tuple[int, int] | None:
     """Recompute one day's rollup rows from the spend log (rows, calls). Safe beside a running
     gateway: on PostgreSQL the rollup table is locked against the pipeline's upserts meanwhile,
-    so a batch lands either before (and is recomputed) or after (and is added)."""
-    zone = gatehouse_timezone()
-    start = datetime.combine(day, time.min).replace(tzinfo=zone)
-    end = datetime.combine(day + timedelta(days=1), time.min).replace(tzinfo=zone)
+    so a batch lands either before (and is recomputed) or after (and is added). A day whose
+    log was pruned (rollups, no log rows; pruning takes whole days) is left as it is: None."""
+    start, end = local_day_bounds(day)
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 table = DailySpend._meta.db_table
                 cursor.execute(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE")
+        logged = SpendLog.objects.filter(started_at__gte=start, started_at__lt=end)
+        if not logged.exists() and DailySpend.objects.filter(day=day).exists():
+            return None
         DailySpend.objects.filter(day=day).delete()
         groups = (
-            SpendLog.objects.filter(started_at__gte=start, started_at__lt=end)
-            .values(*ROLLUP_BUCKET[1:])
+            logged.values(*ROLLUP_BUCKET[1:])
             .annotate(
                 requests_ok=Count("id", filter=Q(status=SpendLog.Status.SUCCESS)),
                 requests_failed=Count("id", filter=Q(status=SpendLog.Status.FAILURE)),
@@ -401,11 +404,19 @@ def daily_spend_rebuild(*, day: date) -> tuple[int, int]:
     return len(rows), sum(row.requests_ok + row.requests_failed for row in rows)
 
 
+def spend_logs_prune_cutoff(age: timedelta, now: datetime | None = None) -> datetime:
+    """The start of the local day ``age`` ago: pruning takes whole days, so a day's log is
+    either all there (and its rollups can be rebuilt) or gone (and its rollups are kept)."""
+    moment = (now or timezone.now()) - age
+    return local_day_bounds(moment.astimezone(gatehouse_timezone()).date())[0]
+
+
 def spend_logs_prune(*, before: datetime, batch_size: int = 10_000) -> Iterator[int]:
-    """Delete spend log rows of calls started before ``before``, ``batch_size`` rows per
-    transaction (short locks beside a running gateway), yielding each batch's count. Daily
-    rollups are kept. Safe to repeat or to run twice at once."""
-    old = SpendLog.objects.filter(started_at__lt=before).order_by("id")
+    """Delete spend log rows of calls started before ``before`` (a local midnight, see
+    ``spend_logs_prune_cutoff``), ``batch_size`` rows per transaction (short locks beside a
+    running gateway), yielding each batch's count. Daily rollups are kept. Safe to repeat or
+    to run twice at once."""
+    old = spend_logs_started_before(before).order_by("id")
     while True:
         with transaction.atomic():
             ids = list(old.values_list("id", flat=True)[:batch_size])

@@ -18,7 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spend.models import DailySpend, SpendLog
-from spend.services import CallRecord, nano_to_usd, spend_record_batch
+from spend.services import (
+    CallRecord,
+    nano_to_usd,
+    spend_logs_prune,
+    spend_logs_prune_cutoff,
+    spend_record_batch,
+)
 
 ZONE = "Asia/Kolkata"  # UTC+05:30: local midnight is 18:30 UTC
 # Local midnights of 2026-11-26 and 2026-11-27 in Kolkata, as epoch seconds.
@@ -185,7 +191,7 @@ def test_rollups_have_one_row_per_bucket(db):
 
 def test_pruning_deletes_old_log_rows_in_batches_and_keeps_the_rollups(db):
     now = datetime.now(UTC).timestamp()
-    old = [call(now - 91 * 86_400 + i) for i in range(5)]
+    old = [call(now - 92 * 86_400 + i) for i in range(5)]
     recent = call(now - 89 * 86_400)
     spend_record_batch(records=[*old, recent])
     rollups_before = rollups()
@@ -199,6 +205,24 @@ def test_pruning_deletes_old_log_rows_in_batches_and_keeps_the_rollups(db):
     out = StringIO()
     call_command("prune_spend_logs", older_than="90d", stdout=out)
     assert "Deleted 0 spend log rows" in out.getvalue()
+
+
+def test_pruning_takes_whole_local_days_and_a_rebuild_keeps_a_pruned_days_rollups(
+    db, django_settings
+):
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)  # 17:30 in Kolkata
+    cutoff = spend_logs_prune_cutoff(timedelta(days=90), now=now)
+    assert cutoff == datetime(2026, 8, 29, tzinfo=zoneinfo.ZoneInfo(ZONE))
+    pruned_day = call((cutoff - timedelta(hours=1)).timestamp())
+    kept_day = call(cutoff.timestamp())
+    spend_record_batch(records=[pruned_day, kept_day])
+    before = rollups()
+    assert sum(spend_logs_prune(before=cutoff)) == 1
+    out = StringIO()
+    call_command("rebuild_spend_rollups", start="2026-08-28", end="2026-08-29", stdout=out)
+    assert "2026-08-28: log pruned, rollups kept" in out.getvalue()
+    assert "2026-08-29: 1 rollup rows, 1 calls" in out.getvalue()
+    assert rollups() == before
 
 
 def test_a_dry_run_prunes_nothing(db):

@@ -7,11 +7,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
 from hierarchy.governance import parse_duration
-from spend.models import SpendLog
-from spend.services import spend_logs_prune
+from spend.selectors import spend_logs_started_before
+from spend.services import spend_logs_prune, spend_logs_prune_cutoff
 
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
 
@@ -28,8 +27,9 @@ def _age(value: str) -> timedelta:
 
 class Command(BaseCommand):
     help = (
-        "Delete spend log rows of calls older than --older-than (e.g. 90d). Daily rollups, and "
-        "so reports, are kept. Deletes in batches; safe to run from cron."
+        "Delete spend log rows of calls older than --older-than (e.g. 90d), whole local days "
+        "(GATEHOUSE_TIMEZONE). Daily rollups, and so reports, are kept. Deletes in batches; "
+        "safe to run from cron."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,12 +38,12 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="count the rows, delete nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        before = timezone.now() - _age(options["older_than"])
+        before = spend_logs_prune_cutoff(_age(options["older_than"]))
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
-        cutoff = f"{before:%Y-%m-%d %H:%M} UTC"
+        cutoff = f"{before:%Y-%m-%d %H:%M %Z}"
         if options["dry_run"]:
-            count = SpendLog.objects.filter(started_at__lt=before).count()
+            count = spend_logs_started_before(before).count()
             self.stdout.write(f"Would delete {count} spend log rows started before {cutoff}.")
             return
         total = 0

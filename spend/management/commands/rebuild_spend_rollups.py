@@ -39,7 +39,11 @@ class Command(BaseCommand):
         total_rows = total_calls = 0
         for number in range(days):
             day = start + timedelta(days=number)
-            rows, calls = daily_spend_rebuild(day=day)
+            rebuilt = daily_spend_rebuild(day=day)
+            if rebuilt is None:
+                self.stdout.write(f"[{number + 1}/{days}] {day}: log pruned, rollups kept")
+                continue
+            rows, calls = rebuilt
             total_rows += rows
             total_calls += calls
             self.stdout.write(f"[{number + 1}/{days}] {day}: {rows} rollup rows, {calls} calls")
