@@ -336,7 +336,8 @@ class RedisCounters:
                 logger.warning("Redis did not answer; %d counter settles dropped.", len(settles))
             else:
                 # Never reached Redis: sent with a later batch.
-                add_settles(self.settles, [(k, delta, ttl) for k, (delta, ttl) in settles.items()])
+                for key, (delta, ttl) in settles.items():
+                    self.settles.setdefault(key, [0, ttl])[0] += delta
                 if len(self.settles) > 100_000:  # Redis away for long: keep the newest counters
                     for key in list(self.settles)[: len(self.settles) - 100_000]:
                         del self.settles[key]

@@ -171,16 +171,3 @@ def test_budgets_spend_and_amounts_beyond_what_lua_counts_exactly_are_clamped(re
         await counters.close()
 
     run(scenario())
-
-
-def test_a_script_redis_forgot_without_reconnecting_is_loaded_again(redis_server):
-    async def scenario():
-        counters = RedisCounters(redis_server.url)
-        check = Check(REQUESTS, "gh:q:key:k9:1", 10, 1, 0, 120)
-        assert (await counters.admit([check])).ok  # loads the script
-        await counters.client.execute("SCRIPT", "FLUSH")  # e.g. an operator, same connection
-        second = await counters.admit([check])
-        assert second.ok and second.remaining_requests == 8
-        await counters.close()
-
-    run(scenario())
