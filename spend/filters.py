@@ -1,0 +1,71 @@
+"""Filters for spend logs and reports. Dates are days in ``GATEHOUSE_TIMEZONE``, both ends
+included; ids are plain strings (an id outside the caller's scope matches nothing)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import django_filters
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+
+from hierarchy.filters import UTCDateTimeFilter
+from spend.models import DailySpend, SpendLog
+from spend.selectors import local_day_bounds
+
+MSG_END_BEFORE_START = "end_date must not be before start_date."
+
+
+class LocalDayFilter(django_filters.DateFilter):
+    """Calls that started on or after (``first``) / on or before (``last``) a local day."""
+
+    def __init__(self, *, last: bool, **kwargs: object) -> None:
+        self.last = last
+        super().__init__(field_name="started_at", **kwargs)  # type: ignore[arg-type]
+
+    def filter(self, qs: QuerySet, value: date | None) -> QuerySet:
+        if value is None:
+            return qs
+        start, end = local_day_bounds(value)
+        return qs.filter(started_at__lt=end) if self.last else qs.filter(started_at__gte=start)
+
+
+class DateRangeFilterSet(django_filters.FilterSet):
+    def is_valid(self) -> bool:
+        valid = super().is_valid()
+        if valid:
+            start = self.form.cleaned_data.get("start_date")
+            end = self.form.cleaned_data.get("end_date")
+            if start and end and end < start:
+                self.form.add_error("end_date", ValidationError(MSG_END_BEFORE_START))
+                return False
+        return valid
+
+
+class SpendLogFilter(DateRangeFilterSet):
+    start_date = LocalDayFilter(last=False)
+    end_date = LocalDayFilter(last=True)
+    started_after = UTCDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = UTCDateTimeFilter(field_name="started_at", lookup_expr="lt")
+
+    class Meta:
+        model = SpendLog
+        fields = (
+            "request_id",
+            "key_id",
+            "project_id",
+            "team_id",
+            "organization_id",
+            "user_id",
+            "model",
+            "status",
+        )
+
+
+class DailySpendFilter(DateRangeFilterSet):
+    start_date = django_filters.DateFilter(field_name="day", lookup_expr="gte")
+    end_date = django_filters.DateFilter(field_name="day", lookup_expr="lte")
+
+    class Meta:
+        model = DailySpend
+        fields = ("organization_id", "team_id", "project_id", "key_id", "model")
