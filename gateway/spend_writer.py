@@ -12,9 +12,14 @@ again (the new writer skips those its predecessor wrote before dying).
 The writer ignores SIGTERM and SIGINT: it stops when the pipe closes, after the gateway's
 last rows, also when the gateway itself was killed.
 
+Budget alerts raised by a batch are sent to the webhook from a thread of the writer process
+(right away, and every ``ALERT_POLL_INTERVAL`` for retries that came due), so that neither
+the requests nor the spend writes wait for the receiver.
+
 Pipe format: gateway → writer, frames of a 4-byte length and a pickle (first the database
-settings, then ``(resent, [CallRecord, ...])``); writer → gateway, lines: ``ready`` once,
-then ``written dropped lost`` per batch, in the order the rows were sent.
+settings and the alert webhook URL, then ``(resent, [CallRecord, ...])``); writer → gateway,
+lines: ``ready`` once, then ``written dropped lost`` per batch, in the order the rows were
+sent.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ BATCH_LIMIT = 5000  # spend rows per transaction
 ISOLATE_AFTER_FAILURES = 3  # then write row by row to find the row the database refuses
 GIVE_UP_DELAY = 5.0  # stopping: retry an unreachable database until the backoff reaches this
 RESPAWN_LIMIT = 3  # stopping: writers started in a row without one acknowledging a row
+ALERT_POLL_INTERVAL = 5.0  # seconds between looks for budget alerts due for a retry
+ALERT_ROUND = 100  # alerts sent between two looks at the stop flag
+ALERT_STOP_TIMEOUT = 10.0  # stopping: time left to send the alerts the last batches raised
 HEADER = struct.Struct(">I")
 
 
@@ -100,21 +108,70 @@ def frame(value: Any) -> bytes:
 # --- the writer process ---------------------------------------------------------------------
 
 
+class AlertSender:
+    """Sends budget alerts from a thread of the writer process (with its own database
+    connection): when a batch raised some, every ``ALERT_POLL_INTERVAL`` for retries, and once
+    more when stopping. Each alert is claimed in the database, so the senders of several
+    gateway processes never send one twice."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.wake = threading.Event()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="gatehouse-alerts", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join(ALERT_STOP_TIMEOUT)
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        from spend.services import budget_alerts_deliver
+
+        try:
+            while True:
+                self.wake.wait(ALERT_POLL_INTERVAL)
+                self.wake.clear()
+                stopping = self.stopping
+                try:
+                    sent = database_call(budget_alerts_deliver, url=self.url, limit=ALERT_ROUND)
+                    if sent.attempted == ALERT_ROUND:
+                        self.wake.set()  # more may be due: go on right away
+                except Exception:
+                    logger.exception("Could not send budget alerts.")
+                if stopping:
+                    return
+        finally:
+            connection.close()
+
+
 class BatchWriter:
     """Writes batches; after repeated failures row by row, so that one row the database
-    refuses (logged with its request id, then dropped) cannot hold back the rest."""
+    refuses (logged with its request id, then dropped) cannot hold back the rest. Wakes the
+    alert sender when a batch raised budget alerts."""
 
-    def __init__(self) -> None:
+    def __init__(self, alerts: AlertSender | None = None) -> None:
         self.failures = 0
+        self.alerts = alerts
+
+    def _record(self, batch: list[CallRecord], resent: bool) -> None:
+        from spend.services import spend_record_batch
+
+        raised = database_call(spend_record_batch, records=batch, skip_logged=resent)
+        if raised and self.alerts is not None:
+            self.alerts.wake.set()
 
     def write(self, batch: list[CallRecord], resent: bool = False) -> tuple[int, int] | None:
         """(written, dropped) for a prefix of the batch (all of it unless the database went
         away meanwhile), or None when nothing could be written (try again later). Resent
         rows that are in the database already count as written."""
-        from spend.services import spend_record_batch
-
         try:
-            database_call(spend_record_batch, records=batch, skip_logged=resent)
+            self._record(batch, resent)
             self.failures = 0
             return len(batch), 0
         except Exception:
@@ -127,7 +184,7 @@ class BatchWriter:
         written = dropped = 0
         for record in batch:
             try:
-                database_call(spend_record_batch, records=[record], skip_logged=resent)
+                self._record([record], resent)
                 written += 1
             except Exception:
                 if not database_reachable():
@@ -155,7 +212,7 @@ class Acks:
             self.stream = None  # the gateway died: nobody reads, the rows still get written
 
 
-def serve(reader: FrameReader, acks: Acks, interval: float) -> None:
+def serve(reader: FrameReader, acks: Acks, interval: float, writer: BatchWriter) -> None:
     """Write what arrives until the pipe closes and everything received is written (or the
     database stayed unreachable while stopping). Rows sent again after a writer died come
     first; ``resent`` counts them."""
@@ -170,7 +227,6 @@ def serve(reader: FrameReader, acks: Acks, interval: float) -> None:
                 resent += len(rows)
 
     receive()
-    writer = BatchWriter()
     delay = interval
     next_try = 0.0
     while True:
@@ -231,11 +287,17 @@ def main() -> None:
     django.setup()
     from django.db import connections
 
-    # The gateway's own database settings (under tests: the test database).
+    # The gateway's own database settings (under tests: the test database), in the dict every
+    # thread's connection is made from (the alert sender's too).
     connections["default"].settings_dict.update(setup["database"])
+    alerts = AlertSender(setup["alert_webhook_url"]) if setup["alert_webhook_url"] else None
+    if alerts is not None:
+        alerts.start()
     try:
-        serve(reader, acks, setup["interval"])
+        serve(reader, acks, setup["interval"], BatchWriter(alerts))
     finally:
+        if alerts is not None:
+            alerts.stop()
         connections.close_all()
 
 
@@ -307,7 +369,11 @@ class SpendWriter:
             daemon=True,
         )
         self.ack_reader.start()
-        setup = {"database": dict(connection.settings_dict), "interval": self.interval}
+        setup = {
+            "database": dict(connection.settings_dict),
+            "interval": self.interval,
+            "alert_webhook_url": settings.GATEHOUSE_ALERT_WEBHOOK_URL,
+        }
         return self._write(setup)
 
     def _write(self, value: Any) -> bool:

@@ -1,4 +1,5 @@
-"""Spend logs: one row per upstream call the gateway made (refused calls are not logged).
+"""Spend logs (one row per upstream call the gateway made; refused calls are not logged),
+their daily rollups, and budget alerts.
 
 The ids of every level are plain indexed columns, not foreign keys: a log outlives the key,
 project or team it names, and the gateway inserts rows in batches without joins.
@@ -8,6 +9,9 @@ from __future__ import annotations
 
 from django.db import models as db
 from django.db.models import Q
+from django.utils import timezone
+
+from hierarchy.models import public_id_field
 
 
 class SpendLog(db.Model):
@@ -95,3 +99,73 @@ class DailySpend(db.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.project_id or '-'} {self.model}"
+
+
+class BudgetAlert(db.Model):
+    """A level's spend crossed its soft budget or reached its max budget in a budget period.
+
+    Raised by the spend pipeline inside the transaction that wrote the crossing spend; the
+    unique constraint makes it one row per level, threshold and period, however many gateway
+    processes write at once. The row also carries its webhook's delivery state.
+    """
+
+    class Level(db.TextChoices):
+        KEY = "key", "Key"
+        PROJECT = "project", "Project"
+        TEAM = "team", "Team"
+        ORGANIZATION = "organization", "Organization"
+        USER = "user", "User"
+
+    class Threshold(db.TextChoices):
+        SOFT = "soft", "Soft budget"
+        MAX = "max", "Max budget"
+
+    LIFETIME = "lifetime"  # the period of a level without budget_duration
+
+    id = public_id_field()
+    level = db.CharField(max_length=16, choices=Level.choices)
+    object_id = db.CharField(max_length=128)
+    threshold = db.CharField(max_length=8, choices=Threshold.choices)
+    period = db.CharField(
+        max_length=40, help_text="The period's end (ISO 8601, UTC), or 'lifetime'."
+    )
+    period_end = db.DateTimeField(null=True, blank=True)
+    budget = db.DecimalField(max_digits=21, decimal_places=9, help_text="USD")
+    spend = db.DecimalField(
+        max_digits=21, decimal_places=9, help_text="USD spent in the period when it was raised."
+    )
+    created_at = db.DateTimeField(default=timezone.now)
+    next_attempt_at = db.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When a delivery is due. Claiming moves it a lease ahead, so that an alert "
+        "whose sender died is sent again. Empty once delivered or given up.",
+    )
+    claim = db.CharField(max_length=32, blank=True, help_text="The sender holding the lease.")
+    attempts = db.PositiveSmallIntegerField(default=0)
+    delivered_at = db.DateTimeField(null=True, blank=True)
+    last_error = db.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "id"]
+        constraints = [
+            db.UniqueConstraint(
+                fields=["level", "object_id", "threshold", "period"],
+                name="spend_budgetalert_once_per_period",
+            ),
+            db.CheckConstraint(
+                condition=Q(level__in=["key", "project", "team", "organization", "user"]),
+                name="spend_budgetalert_level_valid",
+            ),
+            db.CheckConstraint(
+                condition=Q(threshold__in=["soft", "max"]),
+                name="spend_budgetalert_threshold_valid",
+            ),
+        ]
+        indexes = [
+            db.Index(fields=["next_attempt_at"], name="spend_alert_next_attempt"),
+            db.Index(fields=["object_id", "created_at"], name="spend_alert_object_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.level} {self.object_id}: {self.get_threshold_display()} ({self.period})"

@@ -19,7 +19,7 @@ from hierarchy.actors import ActorLike, as_actor
 from hierarchy.governance import gatehouse_timezone
 from hierarchy.selectors import organizations_managed_by, teams_managed_by
 from keys.models import VirtualKey
-from spend.models import DailySpend, SpendLog
+from spend.models import BudgetAlert, DailySpend, SpendLog
 
 # A report groups by any of these (the API's names), in this order.
 REPORT_DIMENSIONS: dict[str, str] = {
@@ -91,3 +91,10 @@ def spend_totals(rows: QuerySet[DailySpend]) -> dict[str, Any]:
     """``REPORT_SUMS`` over all of ``rows`` (zeros when there are none)."""
     totals = rows.aggregate(**{name: Sum(name) for name in REPORT_SUMS})
     return {name: value or 0 for name, value in totals.items()}
+
+
+def budget_alerts_visible_to(actor: ActorLike) -> QuerySet[BudgetAlert]:
+    """Budget alerts name levels of every kind: proxy admins and viewers see them."""
+    if as_actor(actor).can_read_everything:
+        return BudgetAlert.objects.all()
+    return BudgetAlert.objects.none()

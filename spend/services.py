@@ -4,31 +4,42 @@
 ``spend`` / ``model_spend`` of its key, project, team, organization and user, rolling a
 level's budget period over when its boundary has passed (Decision 8: ``spend`` is the spend
 of the current period; no job resets it). Keys also get ``last_used_at``, and the daily
-rollups (``DailySpend``) the calls' counts, tokens and cost.
+rollups (``DailySpend``) the calls' counts, tokens and cost. A level whose spend crosses its
+``soft_budget`` or reaches its ``max_budget`` raises a ``BudgetAlert`` in the same transaction;
+``budget_alerts_deliver`` sends the alerts to the webhook, away from the request path.
 """
 
 from __future__ import annotations
 
+import http.client
 import json
+import logging
+import urllib.error
+import urllib.request
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import connection, models, transaction
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.utils import timezone
 
 from hierarchy.governance import budget_period, gatehouse_timezone
-from hierarchy.models import Organization, Team, User
+from hierarchy.models import Governed, Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
-from spend.models import DailySpend, SpendLog
+from spend.models import BudgetAlert, DailySpend, SpendLog
 from spend.selectors import local_day_bounds, spend_logs_started_before
 
+logger = logging.getLogger(__name__)
+
 NANO = Decimal("0.000000001")
-LEVEL_MODELS: dict[str, type[models.Model]] = {
+LEVEL_MODELS: dict[str, type[Governed]] = {
     "key": VirtualKey,
     "project": Project,
     "team": Team,
@@ -216,21 +227,32 @@ def _add_spend(
     level: str,
     calls: dict[str, list[CallRecord]],
     now: datetime,
-) -> None:
-    """Add the calls' cost to each level row, inside the current budget period."""
+) -> list[BudgetAlert]:
+    """Add the calls' cost to each level row, inside the current budget period. Returns the
+    alerts of the budgets this spend crossed (not saved yet)."""
     model = LEVEL_MODELS[level]
     rows = (
         model._default_manager.select_for_update()
         .filter(pk__in=list(calls))
         .order_by("pk")
-        .values_list("pk", "budget_duration", "budget_reset_at", "spend", "model_spend")
+        .values_list(
+            "pk",
+            "budget_duration",
+            "budget_reset_at",
+            "spend",
+            "model_spend",
+            "soft_budget",
+            "max_budget",
+        )
     )
     set_last_used = level == "key"
     updates: list[tuple[Any, ...]] = []
-    for pk, duration, reset_at, spend, model_spend in rows:
+    alerts: list[BudgetAlert] = []
+    for pk, duration, reset_at, spend, model_spend, soft_budget, max_budget in rows:
         total, per_model, reset_at, since = _period_spend(
             duration, reset_at, spend, model_spend, now
         )
+        before = total
         for record in calls[pk]:
             if since is not None and record.ended_at < since:
                 continue  # belongs to the period that just ended
@@ -241,8 +263,36 @@ def _add_spend(
             last = max(record.ended_at for record in calls[pk])
             update += (datetime.fromtimestamp(last, UTC),)
         updates.append(update)
+        period_end = reset_at if duration else None
+        for threshold, budget in (
+            (BudgetAlert.Threshold.SOFT, soft_budget),
+            (BudgetAlert.Threshold.MAX, max_budget),
+        ):
+            if budget is not None and before < usd_to_nano(budget) <= total:
+                alerts.append(
+                    BudgetAlert(
+                        level=level,
+                        object_id=pk,
+                        threshold=threshold,
+                        period=budget_alert_period(period_end),
+                        period_end=period_end,
+                        budget=budget,
+                        spend=nano_to_usd(total),
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
     if updates:
         _write_spend(model, updates, set_last_used)
+    return alerts
+
+
+def budget_alert_period(period_end: datetime | None) -> str:
+    """An alert's period: the end of the budget period the crossing spend belongs to (UTC),
+    or ``lifetime`` for a level without ``budget_duration``."""
+    if period_end is None:
+        return BudgetAlert.LIFETIME
+    return period_end.astimezone(UTC).isoformat()
 
 
 def _write_spend(
@@ -279,13 +329,19 @@ def _write_spend(
 @transaction.atomic
 def spend_record_batch(
     *, records: Sequence[CallRecord], now: datetime | None = None, skip_logged: bool = False
-) -> None:
+) -> int:
     """Write a batch of finished calls: log rows, then every level's spend, in one transaction.
 
     Levels are locked in a fixed order (level, then id) so that concurrent writers from
     several gateway processes serialise instead of deadlocking. ``skip_logged``: calls whose
     request id is logged already (sent again after a writer died) are left out, so that
     nothing is counted twice.
+
+    A level whose period spend goes from below its ``soft_budget`` to at or above it, or
+    from below its ``max_budget`` to at or above it, raises a budget alert. The level's row
+    is locked meanwhile, so only one batch sees the crossing, and the alert's unique
+    constraint (level, id, threshold, period) holds even if the budget changed since.
+    Returns the number of crossings found (each a new alert unless its period has one).
     """
     if skip_logged and records:
         logged = set(
@@ -295,7 +351,7 @@ def spend_record_batch(
         )
         records = [record for record in records if record.request_id not in logged]
     if not records:
-        return
+        return 0
     now = now or timezone.now()
     _insert_logs(records)
     by_level: dict[str, dict[str, list[CallRecord]]] = defaultdict(lambda: defaultdict(list))
@@ -303,10 +359,14 @@ def spend_record_batch(
         for level, pk in record.level_ids().items():
             if pk:
                 by_level[level][pk].append(record)
+    alerts: list[BudgetAlert] = []
     for level in LEVEL_MODELS:
         if by_level.get(level):
-            _add_spend(level, by_level[level], now)
+            alerts += _add_spend(level, by_level[level], now)
     _add_daily(records)
+    if alerts:
+        BudgetAlert.objects.bulk_create(alerts, ignore_conflicts=True)
+    return len(alerts)
 
 
 ROLLUP_BUCKET = ("day", "organization_id", "team_id", "project_id", "key_id", "model")
@@ -424,3 +484,157 @@ def spend_logs_prune(*, before: datetime, batch_size: int = 10_000) -> Iterator[
                 return
             deleted, _ = SpendLog.objects.filter(id__in=ids).delete()
         yield deleted
+
+
+# --- budget alerts: the webhook ----------------------------------------------------------------
+
+ALERT_TIMEOUT = 5.0  # seconds the receiver has to answer one alert
+ALERT_LEASE = timedelta(seconds=60)  # a claim outlives one attempt by far
+ALERT_MAX_ATTEMPTS = 10
+ALERT_FIRST_RETRY = 10.0  # seconds after the first failure, doubling after each one
+ALERT_LONGEST_RETRY = 3600.0
+ALERT_ERROR_LENGTH = 500
+
+
+@dataclass
+class AlertDeliveries:
+    """What one ``budget_alerts_deliver`` call did."""
+
+    delivered: int = 0
+    retrying: int = 0
+    given_up: int = 0
+
+    @property
+    def attempted(self) -> int:
+        return self.delivered + self.retrying + self.given_up
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer other than 2xx: the alert was not taken."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_webhook_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def alert_retry_delay(attempts: int) -> timedelta:
+    """How long to wait after the ``attempts``-th failed attempt."""
+    return timedelta(seconds=min(ALERT_FIRST_RETRY * 2 ** (attempts - 1), ALERT_LONGEST_RETRY))
+
+
+def budget_alert_payload(alert: BudgetAlert) -> dict[str, Any]:
+    """The webhook's JSON body. Names a key by its alias or ``sk-...abcd``, never its secret."""
+    level = LEVEL_MODELS[alert.level]._default_manager.filter(pk=alert.object_id).first()
+    name = level.label if level is not None else ""
+    what = "crossed its soft budget" if alert.threshold == "soft" else "reached its max budget"
+    spent = "in this budget period" if alert.period_end else "so far"
+    return {
+        "id": alert.pk,
+        "type": "budget_alert",
+        "level": alert.level,
+        "object_id": alert.object_id,
+        "object_name": name,
+        "threshold": alert.threshold,
+        "budget": float(alert.budget),
+        "spend": float(alert.spend),
+        "period": alert.period,
+        "period_end": alert.period_end.isoformat() if alert.period_end else None,
+        "created_at": alert.created_at.isoformat(),
+        "message": (
+            f"{alert.get_level_display()} '{name or alert.object_id}' {what} of "
+            f"{alert.budget.normalize():f} USD: {alert.spend.normalize():f} USD spent {spent}."
+        ),
+    }
+
+
+def _webhook_post(url: str, alert_id: str, body: bytes) -> str:
+    """POST one alert; '' when the receiver took it (a 2xx answer), else what went wrong.
+    The error never holds the URL (webhook URLs often carry a token)."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "Gatehouse-Alerts/1",
+            "Idempotency-Key": alert_id,
+        },
+    )
+    try:
+        with _webhook_opener.open(request, timeout=ALERT_TIMEOUT) as response:
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        exc.close()
+        return f"HTTP {exc.code}"
+    except urllib.error.URLError as exc:
+        return f"{type(exc.reason).__name__}: {exc.reason}"
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "" if 200 <= status < 300 else f"HTTP {status}"
+
+
+def _budget_alert_claim(now: datetime) -> BudgetAlert | None:
+    """Take the alert due first, if any: one conditional UPDATE, so that of several senders
+    (gateway processes, cron) exactly one gets it. The claim lasts ``ALERT_LEASE``: a sender
+    that dies holding it leaves the alert due again after that."""
+    due = BudgetAlert.objects.filter(next_attempt_at__lte=now)
+    while True:
+        pk = due.order_by("next_attempt_at", "id").values_list("pk", flat=True).first()
+        if pk is None:
+            return None
+        claim = uuid.uuid4().hex
+        taken = due.filter(pk=pk).update(
+            claim=claim, next_attempt_at=now + ALERT_LEASE, attempts=F("attempts") + 1
+        )
+        if taken:
+            return BudgetAlert.objects.get(pk=pk)
+        # Another sender took it between the read and the update: try the next one.
+
+
+def budget_alerts_deliver(
+    *, url: str | None = None, now: datetime | None = None, limit: int = 100
+) -> AlertDeliveries:
+    """Send up to ``limit`` due budget alerts to the webhook (``url``, by default
+    ``GATEHOUSE_ALERT_WEBHOOK_URL``), one POST each, with the alert's id as Idempotency-Key.
+
+    A 2xx answer marks the alert delivered. Anything else (an error, a timeout, a redirect)
+    is retried 10 s later, then 20 s, 40 s ... up to an hour apart, ``ALERT_MAX_ATTEMPTS``
+    attempts in all; the last error is kept. Without a URL nothing is sent and alerts wait.
+    Safe beside other senders: each alert is claimed by one of them. Never called on the
+    request path: the spend writer process and the ``send_budget_alerts`` command call it.
+    """
+    url = settings.GATEHOUSE_ALERT_WEBHOOK_URL if url is None else url
+    result = AlertDeliveries()
+    if not url:
+        return result
+    for _ in range(limit):
+        alert = _budget_alert_claim(now or timezone.now())
+        if alert is None:
+            break
+        body = json.dumps(budget_alert_payload(alert)).encode()
+        error = _webhook_post(url, alert.pk, body)
+        finished = now or timezone.now()
+        mine = BudgetAlert.objects.filter(pk=alert.pk, claim=alert.claim)
+        if not error:
+            mine.update(delivered_at=finished, next_attempt_at=None, claim="", last_error="")
+            result.delivered += 1
+            continue
+        retry = alert.attempts < ALERT_MAX_ATTEMPTS
+        mine.update(
+            next_attempt_at=finished + alert_retry_delay(alert.attempts) if retry else None,
+            claim="",
+            last_error=error[:ALERT_ERROR_LENGTH],
+        )
+        if retry:
+            logger.warning(
+                "Budget alert %s not delivered (attempt %d): %s", alert.pk, alert.attempts, error
+            )
+            result.retrying += 1
+        else:
+            logger.error(
+                "Budget alert %s given up after %d attempts: %s", alert.pk, alert.attempts, error
+            )
+            result.given_up += 1
+    return result

@@ -30,6 +30,8 @@ GATEHOUSE_FAIL_OPEN = env.bool("GATEHOUSE_FAIL_OPEN", default=False)
 GATEHOUSE_REDIS_TIMEOUT = env.float("GATEHOUSE_REDIS_TIMEOUT", default=0.5)
 GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float("GATEHOUSE_SPEND_FLUSH_INTERVAL", default=0.25)
 GATEHOUSE_MAX_BODY_BYTES = env.int("GATEHOUSE_MAX_BODY_BYTES", default=16 * 1024 * 1024)
+# Budget alerts are POSTed here (JSON); unset: alerts are recorded and listed, not sent.
+GATEHOUSE_ALERT_WEBHOOK_URL = env.str("GATEHOUSE_ALERT_WEBHOOK_URL", default="")
 
 INSTALLED_APPS = [
     "config.apps.GatehouseAdminConfig",
