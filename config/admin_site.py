@@ -1,6 +1,7 @@
 """Gatehouse's admin site and the scoped base every ModelAdmin builds on.
 
-- ``GatehouseAdminSite`` adds the *Admin Settings* section (UI Settings) to the navigation.
+- ``GatehouseAdminSite`` adds the *Reports* section (Usage) and the *Admin Settings* section
+  (UI Settings) to the navigation.
 - ``ScopedModelAdmin`` scopes every page to the caller's visibility selector: an object
   outside it is a 404, and permissions come from Gatehouse's roles, not Django's.
 """
@@ -29,9 +30,11 @@ class GatehouseAdminSite(admin.AdminSite):
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
         from projects.admin_views import ui_settings_view
+        from spend.admin_views import usage_view
 
         return [
             path("settings/ui/", self.admin_view(ui_settings_view), name="ui_settings"),
+            path("usage/", self.admin_view(usage_view), name="usage"),
             *super().get_urls(),
         ]
 
@@ -40,6 +43,27 @@ class GatehouseAdminSite(admin.AdminSite):
     ) -> list[dict[str, Any]]:
         app_list = super().get_app_list(request, app_label)
         actor = as_actor(request.user)
+        if app_label is None:
+            # Every admin user has spend to read (their scope's); the page scopes it.
+            url = reverse("admin:usage", current_app=self.name)
+            app_list.append(
+                {
+                    "name": "Reports",
+                    "app_label": "reports",
+                    "app_url": url,
+                    "has_module_perms": True,
+                    "models": [
+                        {
+                            "name": "Usage",
+                            "object_name": "Usage",
+                            "admin_url": url,
+                            "add_url": None,
+                            "view_only": True,
+                            "perms": {"view": True},
+                        }
+                    ],
+                }
+            )
         if app_label is None and actor.can_read_everything:
             url = reverse("admin:ui_settings", current_app=self.name)
             app_list.append(

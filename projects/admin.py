@@ -12,8 +12,10 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.loader import render_to_string
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from hierarchy.admin_base import GovernedAdmin
 from hierarchy.governance import effective_model_names
@@ -27,6 +29,7 @@ from projects.selectors import (
     projects_visible_to,
 )
 from projects.services import project_create, project_delete, project_update
+from spend.charts import budget_bar
 
 MSG_PROJECTS_OFF = (
     "The Projects pages are turned off. Turn them on in Admin Settings > UI Settings "
@@ -87,6 +90,20 @@ class ProjectAdmin(GovernedAdmin):
     def scope_queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return project_list(request.user).filter(pk__in=queryset.values("pk"))
 
+    def get_fieldsets(self, request: HttpRequest, obj: Project | None = None) -> Any:
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is None:
+            return fieldsets
+        return [
+            *fieldsets[:1],
+            ("Spend against budget", {"fields": ("budget_usage",)}),
+            *fieldsets[1:],
+        ]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Project | None = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return fields if obj is None else (*fields, "budget_usage")
+
     def has_module_permission(self, request: HttpRequest) -> bool:
         return super().has_module_permission(request) and projects_ui_enabled()
 
@@ -114,6 +131,13 @@ class ProjectAdmin(GovernedAdmin):
     @admin.display(description="Spend / budget")
     def spend_budget(self, obj: Project) -> str:  # type: ignore[override]
         return GovernedAdmin.spend_budget(obj)
+
+    @admin.display(description="This budget period")
+    def budget_usage(self, obj: Project) -> str:
+        """Spend against budget as a bar with the soft budget marked, and a link to Usage."""
+        bar = budget_bar(spend=obj.spend, max_budget=obj.max_budget, soft_budget=obj.soft_budget)
+        usage_url = reverse("admin:usage") + "?" + urlencode({"project_id": obj.pk})
+        return render_to_string("admin/spend/budget_bar.html", {"bar": bar, "usage_url": usage_url})
 
     @admin.display(description="Keys", ordering="keys_count")
     def keys_link(self, obj: Project) -> str:
