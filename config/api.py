@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import BasePagination, CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
@@ -141,7 +141,7 @@ class ScopedViewSet(GenericViewSet):
     visible_selector: Selector
     managed_selector: Selector
     lookup_value_regex = "[^/]+"
-    pagination_class = CreatedCursorPagination
+    pagination_class: type[BasePagination] | None = CreatedCursorPagination
     input_serializers: Mapping[str, type[serializers.Serializer]] = {}
     output_serializer: type[serializers.Serializer]
 

@@ -15,6 +15,7 @@ from hierarchy.api import (
 )
 from keys.api import KeyViewSet
 from projects.api import ProjectViewSet, UISettingsViewSet
+from spend.api import SpendLogViewSet, SpendReportViewSet
 
 router = DefaultRouter(trailing_slash=True)
 router.include_root_view = False
@@ -25,6 +26,8 @@ router.register("projects", ProjectViewSet, basename="project")
 router.register("keys", KeyViewSet, basename="key")
 router.register("models", CatalogModelViewSet, basename="catalog-model")
 router.register("access-groups", AccessGroupViewSet, basename="access-group")
+router.register("spend/logs", SpendLogViewSet, basename="spend-log")
+router.register("spend/report", SpendReportViewSet, basename="spend-report")
 
 ui_settings = UISettingsViewSet.as_view({"get": "list", "patch": "partial_update_settings"})
 

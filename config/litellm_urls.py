@@ -7,6 +7,7 @@ from django.urls import path
 from hierarchy import litellm as hierarchy
 from keys import litellm as keys
 from projects import litellm as projects
+from spend import litellm as spend
 
 urlpatterns = [
     path("user/new", hierarchy.user_new),
@@ -48,5 +49,6 @@ urlpatterns = [
     path("model/info", hierarchy.model_info),
     path("v1/model/info", hierarchy.model_info),
     path("get/ui_settings", projects.get_ui_settings),
+    path("spend/logs", spend.spend_logs_view),
     path("update/ui_settings", projects.update_ui_settings),
 ]

@@ -69,3 +69,14 @@ class DailySpendFilter(DateRangeFilterSet):
     class Meta:
         model = DailySpend
         fields = ("organization_id", "team_id", "project_id", "key_id", "model")
+
+
+class LiteLLMSpendLogFilter(SpendLogFilter):
+    """LiteLLM's ``/spend/logs`` also names a key by ``api_key``: its plaintext or its hash."""
+
+    api_key = django_filters.CharFilter(method="filter_api_key")
+
+    def filter_api_key(self, qs: QuerySet, name: str, value: str) -> QuerySet:
+        from keys.services import hash_key
+
+        return qs.filter(key_hash=hash_key(value) if value.startswith("sk-") else value)

@@ -31,6 +31,7 @@ The admin's autocomplete endpoint is not covered: no ModelAdmin uses
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -53,6 +54,7 @@ from keys.models import VirtualKey
 from keys.services import hash_key, key_delete, key_generate
 from projects.models import Project, UISettings
 from projects.services import project_create, project_delete
+from spend.services import CallRecord, spend_record_batch
 from tests.api_client import ApiClient, as_user, master
 
 K1_PLAINTEXT = "sk-permission-matrix-k1-0123456789abcdefghij"
@@ -83,6 +85,8 @@ IDS = {
     "MEMBER": "u-member",
     "OUTSIDER": "u-outsider",
     "ORGMEMBER": "u-org-member",
+    "L1": "request-k1",
+    "L3": "request-k3",
 }
 
 # The columns of the tables; "master" (the master key) is checked against "admin".
@@ -259,6 +263,30 @@ MATRIX: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("REST ui-settings patch", "PATCH", "/api/v1/ui-settings/", {"enable_projects_ui": True},
      {"admin": 200, "viewer": 403, "org_admin": 403, "team_admin": 403, "member": 403, "outsider": 403, "anon": 401}),
     ("REST ui-settings POST", "POST", "/api/v1/ui-settings/", {"enable_projects_ui": True},
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    # --- REST spend ------------------------------------------------------------------------
+    ("REST spend logs list", "GET", "/api/v1/spend/logs/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
+    ("REST spend logs retrieve L1", "GET", "/api/v1/spend/logs/{L1}/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 404, "outsider": 404, "anon": 401}),
+    ("REST spend logs retrieve L3", "GET", "/api/v1/spend/logs/{L3}/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 404, "team_admin": 404, "member": 404, "outsider": 404, "anon": 401}),
+    ("REST spend logs export", "GET", "/api/v1/spend/logs/export/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
+    ("REST spend logs POST", "POST", "/api/v1/spend/logs/", {"request_id": "forged"},
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    ("REST spend logs DELETE L1", "DELETE", "/api/v1/spend/logs/{L1}/", None,
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    ("REST spend report", "GET", "/api/v1/spend/report/?group_by=project", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
+    ("REST spend report export", "GET", "/api/v1/spend/report/export/?group_by=project", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
+    ("REST spend report POST", "POST", "/api/v1/spend/report/", {},
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    # --- LiteLLM /spend/logs ---------------------------------------------------------------
+    ("LiteLLM spend/logs", "GET", "/spend/logs", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
+    ("LiteLLM spend/logs POST", "POST", "/spend/logs", {},
      {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
     # --- LiteLLM /user/* -------------------------------------------------------------------
     ("LiteLLM user/new", "POST", "/user/new", {"user_email": "newbie@example.com"},
@@ -465,6 +493,18 @@ LIST_IDS: list[tuple[str, str, str, dict[str, set[str]]]] = [
     ("REST access-groups", "/api/v1/access-groups/", "rest",
      {"admin": {"G1"}, "viewer": {"G1"}, "org_admin": set(),
       "team_admin": set(), "member": set(), "outsider": set()}),
+    ("REST spend logs", "/api/v1/spend/logs/", "spendlogs",
+     {"admin": {"L1", "L3"}, "viewer": {"L1", "L3"}, "org_admin": {"L1"}, "team_admin": {"L1"},
+      "member": set(), "outsider": set()}),
+    ("REST spend logs ?team_id=T3", "/api/v1/spend/logs/?team_id={T3}", "spendlogs",
+     {"admin": {"L3"}, "viewer": {"L3"}, "org_admin": set(), "team_admin": set(),
+      "member": set(), "outsider": set()}),
+    ("REST spend report by project", "/api/v1/spend/report/?group_by=project", "report",
+     {"admin": {"P1", "P3"}, "viewer": {"P1", "P3"}, "org_admin": {"P1"}, "team_admin": {"P1"},
+      "member": set(), "outsider": set()}),
+    ("LiteLLM spend/logs", "/spend/logs", "litellm_spend",
+     {"admin": {"L1", "L3"}, "viewer": {"L1", "L3"}, "org_admin": {"L1"}, "team_admin": {"L1"},
+      "member": set(), "outsider": set()}),
     ("LiteLLM user/list", "/user/list", "users",
      {"admin": {"ADMIN", "VIEWER", "ORGADMIN", "TEAMADMIN", "MEMBER", "OUTSIDER", "ORGMEMBER"},
       "viewer": {"ADMIN", "VIEWER", "ORGADMIN", "TEAMADMIN", "MEMBER", "OUTSIDER", "ORGMEMBER"},
@@ -571,6 +611,9 @@ def world(db):  # type: ignore[no-untyped-def]
     p3 = project_create(actor=SYSTEM, id=IDS["P3"], alias="P3", team=t3)
     key_generate(actor=SYSTEM, project=p1, id=IDS["K1"], key=K1_PLAINTEXT, key_alias="k1")
     key_generate(actor=SYSTEM, project=p3, id=IDS["K3"], key=K3_PLAINTEXT, key_alias="k3")
+    spend_record_batch(
+        records=[spent(IDS["L1"], "K1", "P1", "T1", "A"), spent(IDS["L3"], "K3", "P3", "T3", "B")]
+    )
 
     users: dict[str, User] = {}
     for name, role in (
@@ -601,6 +644,30 @@ def world(db):  # type: ignore[no-untyped-def]
     for user in users.values():
         user.refresh_from_db()
     return users
+
+
+def spent(request_id: str, key: str, project: str, team: str, org: str) -> CallRecord:
+    """A finished call of a key, as the gateway records it."""
+    now = time.time()
+    return CallRecord(
+        request_id=request_id,
+        key_hash=IDS[f"{key}HASH"],
+        key_id=IDS[key],
+        project_id=IDS[project],
+        team_id=IDS[team],
+        organization_id=IDS[org],
+        user_id="",
+        model="gpt-4o",
+        call_type="chat.completions",
+        prompt_tokens=10,
+        completion_tokens=5,
+        cost_nano=75_000,
+        http_status=200,
+        stream=False,
+        latency_ms=1.0,
+        started_at=now - 1,
+        ended_at=now,
+    )
 
 
 def prepare(step: str | None) -> None:
@@ -686,6 +753,12 @@ def test_status(world, description, method, path, body, role, expected):  # type
 def listed_ids(shape: str, body: Any) -> set[str]:
     if shape == "rest":
         return {row["id"] for row in body["results"]}
+    if shape == "spendlogs":
+        return {row["request_id"] for row in body["results"]}
+    if shape == "report":
+        return {row["project_id"] for row in body["results"]}
+    if shape == "litellm_spend":
+        return {row["request_id"] for row in body}
     if shape == "users":
         return {row["user_id"] for row in body["users"]}
     if shape == "organizations":
