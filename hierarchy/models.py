@@ -330,3 +330,58 @@ class AccessGroup(db.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class AuditAction(db.TextChoices):
+    CREATE = "create", "Create"
+    UPDATE = "update", "Update"
+    DELETE = "delete", "Delete"
+
+
+class AuditSource(db.TextChoices):
+    ADMIN = "admin", "Admin"
+    API = "api", "REST API"
+    LITELLM = "litellm", "LiteLLM endpoint"
+    COMMAND = "command", "Management command"
+    SYSTEM = "system", "System"
+
+
+class AuditEntry(db.Model):
+    """One create, update or delete of one object: who, when, through which surface, and the
+    changed fields as ``{field: [before, after]}`` with secrets redacted. Written only by
+    ``hierarchy.audit``; never changed afterwards. Ids are plain strings, not foreign keys,
+    so an entry outlives the objects and users it names."""
+
+    id = db.BigAutoField(primary_key=True)
+    at = db.DateTimeField(db_index=True)
+    actor = db.CharField(max_length=200, help_text="The actor's label: a user or key id.")
+    actor_user_id = db.CharField(max_length=128, blank=True)
+    actor_key_id = db.CharField(max_length=128, blank=True)
+    source = db.CharField(max_length=16, choices=AuditSource.choices, default=AuditSource.SYSTEM)
+    action = db.CharField(max_length=16, choices=AuditAction.choices)
+    object_type = db.CharField(max_length=64)
+    object_id = db.CharField(max_length=128)
+    object_repr = db.CharField(max_length=200, blank=True)
+    organization_id = db.CharField(max_length=128, blank=True)
+    team_id = db.CharField(max_length=128, blank=True)
+    changes = db.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+        indexes = [
+            db.Index(fields=["object_type", "object_id"], name="hierarchy_audit_object"),
+            db.Index(fields=["organization_id", "at"], name="hierarchy_audit_org_at"),
+        ]
+        constraints = [
+            db.CheckConstraint(
+                condition=Q(action__in=AuditAction.values), name="hierarchy_auditentry_action_valid"
+            ),
+            db.CheckConstraint(
+                condition=Q(source__in=AuditSource.values), name="hierarchy_auditentry_source_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.object_type} {self.object_id}"
