@@ -25,6 +25,17 @@ def public_id_field() -> db.CharField:
     )
 
 
+def config_managed_field() -> db.BooleanField:
+    """Set on objects that ``manage.py apply`` created: ``apply --prune`` may delete them once
+    the file no longer declares them, and never touches objects without it."""
+    return db.BooleanField(
+        default=False,
+        editable=False,
+        verbose_name="managed by a config file",
+        help_text="Created by manage.py apply; apply --prune deletes it when the file drops it.",
+    )
+
+
 def _governance_constraints() -> list[db.BaseConstraint]:
     return [
         db.CheckConstraint(
@@ -80,6 +91,7 @@ class Governed(db.Model):
     updated_at = db.DateTimeField(auto_now=True)
     created_by = db.CharField(max_length=200, blank=True, editable=False)
     updated_by = db.CharField(max_length=200, blank=True, editable=False)
+    config_managed = config_managed_field()
 
     # The level's name in messages ("team's allowed models") and its parent in the hierarchy.
     level_name: ClassVar[str] = "level"
@@ -285,6 +297,7 @@ class CatalogModel(db.Model):
     updated_at = db.DateTimeField(auto_now=True)
     created_by = db.CharField(max_length=200, blank=True, editable=False)
     updated_by = db.CharField(max_length=200, blank=True, editable=False)
+    config_managed = config_managed_field()
 
     class Meta:
         ordering = ["name"]
@@ -321,6 +334,7 @@ class AccessGroup(db.Model):
     updated_at = db.DateTimeField(auto_now=True)
     created_by = db.CharField(max_length=200, blank=True, editable=False)
     updated_by = db.CharField(max_length=200, blank=True, editable=False)
+    config_managed = config_managed_field()
 
     class Meta:
         ordering = ["name"]
