@@ -3,19 +3,36 @@ outside the caller's scope matches nothing (it never says whether the object exi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import django_filters
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from hierarchy.models import AccessGroup, CatalogModel, Organization, Team, User
+from hierarchy.models import (
+    AccessGroup,
+    AuditAction,
+    AuditEntry,
+    AuditSource,
+    CatalogModel,
+    Organization,
+    Team,
+    User,
+)
 
 
 class UTCDateTimeFilter(django_filters.IsoDateTimeFilter):
     """An ISO 8601 instant, compared in UTC (any offset the caller sends is valid)."""
 
     def filter(self, qs: QuerySet, value: datetime | None) -> QuerySet:
-        return super().filter(qs, value.astimezone(UTC) if value is not None else None)
+        if value is None:
+            return qs
+        try:
+            instant = value.astimezone(UTC)
+        except OverflowError:  # beyond the calendar in UTC, after it or before it
+            later = (value.utcoffset() or timedelta()) < timedelta()
+            everything = later == (self.lookup_expr in ("lt", "lte"))
+            return qs if everything else qs.none()
+        return super().filter(qs, instant)
 
 
 class CreatedRangeFilterSet(django_filters.FilterSet):
@@ -67,3 +84,25 @@ class AccessGroupFilter(django_filters.FilterSet):
     class Meta:
         model = AccessGroup
         fields = ()
+
+
+class AuditEntryFilter(django_filters.FilterSet):
+    """``actor`` matches the actor's label, user id or key id; ``at_after`` / ``at_before``
+    are instants (after included, before excluded)."""
+
+    object_type = django_filters.CharFilter()
+    object_id = django_filters.CharFilter()
+    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
+    source = django_filters.ChoiceFilter(choices=AuditSource.choices)
+    actor = django_filters.CharFilter(method="filter_actor")
+    organization_id = django_filters.CharFilter()
+    team_id = django_filters.CharFilter()
+    at_after = UTCDateTimeFilter(field_name="at", lookup_expr="gte")
+    at_before = UTCDateTimeFilter(field_name="at", lookup_expr="lt")
+
+    class Meta:
+        model = AuditEntry
+        fields = ()
+
+    def filter_actor(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(Q(actor=value) | Q(actor_user_id=value) | Q(actor_key_id=value))

@@ -24,31 +24,15 @@ from spend.selectors import (
     REPORT_DIMENSIONS,
     REPORT_SUMS,
     daily_spend_visible_to,
+    report_columns,
     spend_logs_visible_to,
     spend_report,
     spend_totals,
 )
+from spend.services import LOG_COLUMNS
 
-LOG_FIELDS = (
-    "request_id",
-    "key_id",
-    "project_id",
-    "team_id",
-    "organization_id",
-    "user_id",
-    "model",
-    "call_type",
-    "status",
-    "http_status",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "latency_ms",
-    "started_at",
-    "ended_at",
-)
+# Every column of the log but the key's hash.
+LOG_FIELDS = tuple(name for name in LOG_COLUMNS if name != "key_hash")
 REPORT_LIMIT_DEFAULT = 1_000
 REPORT_LIMIT_MAX = 10_000
 DIMENSIONS = ", ".join(REPORT_DIMENSIONS)
@@ -195,7 +179,7 @@ class SpendReportViewSet(ScopedViewSet):
         """Every group (no limit), as CSV (streamed)."""
         rows, query = self._query(request)
         group_by = query["group_by"]
-        columns = [REPORT_DIMENSIONS[name] for name in REPORT_DIMENSIONS if name in group_by]
+        columns = report_columns(group_by)
         sums = [f"sum_{name}" for name in REPORT_SUMS]
         grouped = spend_report(rows, group_by=group_by).values_list(*columns, *sums)
         return csv_response("spend-report.csv", [*columns, *REPORT_SUMS], grouped.iterator(2_000))

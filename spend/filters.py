@@ -3,7 +3,7 @@ included; ids are plain strings (an id outside the caller's scope matches nothin
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, timedelta
 
 import django_filters
 from django.core.exceptions import ValidationError
@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 
 from hierarchy.filters import UTCDateTimeFilter
 from spend.models import DailySpend, SpendLog
-from spend.selectors import local_day_bounds
+from spend.selectors import local_day_start
 
 MSG_END_BEFORE_START = "end_date must not be before start_date."
 
@@ -26,8 +26,12 @@ class LocalDayFilter(django_filters.DateFilter):
     def filter(self, qs: QuerySet, value: date | None) -> QuerySet:
         if value is None:
             return qs
-        start, end = local_day_bounds(value)
-        return qs.filter(started_at__lt=end) if self.last else qs.filter(started_at__gte=start)
+        try:  # from the start of the first day, or up to the start of the day after the last
+            bound = local_day_start(value + timedelta(days=1) if self.last else value)
+            bound = bound.astimezone(UTC)
+        except OverflowError:  # a bound beyond the calendar (year 1 or 9999) bounds nothing
+            return qs
+        return qs.filter(started_at__lt=bound) if self.last else qs.filter(started_at__gte=bound)
 
 
 class DateRangeFilterSet(django_filters.FilterSet):

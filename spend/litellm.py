@@ -8,6 +8,7 @@ from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from config.api import MSG_UNSUPPORTED_FIELD
 from config.litellm import litellm_view, parse
 from hierarchy.actors import as_actor
 from spend.filters import LiteLLMSpendLogFilter
@@ -16,6 +17,7 @@ from spend.selectors import spend_logs_visible_to
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 1_000
+ACCEPTED = {"limit", *LiteLLMSpendLogFilter.base_filters}
 
 
 class SpendLogsQuery(serializers.Serializer):
@@ -51,6 +53,9 @@ def spend_logs_view(request: Request) -> Response:
     """Newest first, at most ``limit`` rows (default 100, at most 1,000); filters ``api_key``,
     ``project_id``, ``team_id``, ``user_id``, ``request_id``, ``start_date``, ``end_date``
     (days in ``GATEHOUSE_TIMEZONE``, both included)."""
+    unknown = sorted(set(request.query_params) - ACCEPTED)
+    if unknown:
+        raise serializers.ValidationError({name: [MSG_UNSUPPORTED_FIELD] for name in unknown})
     limit = parse(SpendLogsQuery, request.query_params)["limit"]
     logs = LiteLLMSpendLogFilter(
         request.query_params, queryset=spend_logs_visible_to(as_actor(request.user))

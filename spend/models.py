@@ -61,6 +61,12 @@ class SpendLog(db.Model):
         return self.request_id
 
 
+# A rollup row's bucket and the sums kept per bucket (the spend pipeline's upserts, the
+# rebuild and the reports all use these).
+ROLLUP_BUCKET = ("day", "organization_id", "team_id", "project_id", "key_id", "model")
+ROLLUP_SUMS = ("requests_ok", "requests_failed", "prompt_tokens", "completion_tokens", "spend")
+
+
 class DailySpend(db.Model):
     """Spend per day (in ``GATEHOUSE_TIMEZONE``, by the call's start), organization, team,
     project, key and model, kept by the spend pipeline as it writes the log: reports read these

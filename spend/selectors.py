@@ -19,25 +19,21 @@ from hierarchy.actors import ActorLike, as_actor
 from hierarchy.governance import gatehouse_timezone
 from hierarchy.selectors import organizations_managed_by, teams_managed_by
 from keys.models import VirtualKey
-from spend.models import BudgetAlert, DailySpend, SpendLog
+from spend.models import ROLLUP_BUCKET, ROLLUP_SUMS, BudgetAlert, DailySpend, SpendLog
 
-# A report groups by any of these (the API's names), in this order.
-REPORT_DIMENSIONS: dict[str, str] = {
-    "day": "day",
-    "organization": "organization_id",
-    "team": "team_id",
-    "project": "project_id",
-    "key": "key_id",
-    "model": "model",
-}
-REPORT_SUMS = ("requests_ok", "requests_failed", "prompt_tokens", "completion_tokens", "spend")
+# A report groups by any of these (the API's names for the rollup's bucket), in this order.
+REPORT_DIMENSIONS: dict[str, str] = {column.removesuffix("_id"): column for column in ROLLUP_BUCKET}
+REPORT_SUMS = ROLLUP_SUMS
+
+
+def local_day_start(day: date) -> datetime:
+    """Midnight at the start of a day in ``GATEHOUSE_TIMEZONE``."""
+    return datetime.combine(day, time.min).replace(tzinfo=gatehouse_timezone())
 
 
 def local_day_bounds(day: date) -> tuple[datetime, datetime]:
     """``[start, end)`` of a day in ``GATEHOUSE_TIMEZONE``."""
-    zone = gatehouse_timezone()
-    start = datetime.combine(day, time.min).replace(tzinfo=zone)
-    return start, datetime.combine(day + timedelta(days=1), time.min).replace(tzinfo=zone)
+    return local_day_start(day), local_day_start(day + timedelta(days=1))
 
 
 def local_today() -> date:
@@ -48,7 +44,7 @@ def spend_logs_started_before(before: datetime) -> QuerySet[SpendLog]:
     return SpendLog.objects.filter(started_at__lt=before)
 
 
-def _spend_scope(actor: ActorLike, *, with_user: bool) -> Q | None:
+def _spend_scope(actor: ActorLike) -> Q | None:
     """The rows a caller may read, as a condition on their ids (None: everything)."""
     actor = as_actor(actor)
     if actor.can_read_everything:
@@ -56,31 +52,33 @@ def _spend_scope(actor: ActorLike, *, with_user: bool) -> Q | None:
     if actor.user is None:
         return Q(pk__in=[])
     own_keys = VirtualKey.objects.filter(user=actor.user).values("pk")
-    scope = (
+    return (
         Q(organization_id__in=organizations_managed_by(actor).values("pk"))
         | Q(team_id__in=teams_managed_by(actor).values("pk"))
         | Q(key_id__in=own_keys)
     )
-    if with_user:
-        scope |= Q(user_id=actor.user.pk)
-    return scope
 
 
 def spend_logs_visible_to(actor: ActorLike) -> QuerySet[SpendLog]:
-    scope = _spend_scope(actor, with_user=True)
+    scope = _spend_scope(actor)
     return SpendLog.objects.all() if scope is None else SpendLog.objects.filter(scope)
 
 
 def daily_spend_visible_to(actor: ActorLike) -> QuerySet[DailySpend]:
-    scope = _spend_scope(actor, with_user=False)
+    scope = _spend_scope(actor)
     return DailySpend.objects.all() if scope is None else DailySpend.objects.filter(scope)
+
+
+def report_columns(group_by: Sequence[str]) -> list[str]:
+    """The rollup columns of ``group_by`` (names of ``REPORT_DIMENSIONS``), in bucket order."""
+    return [column for name, column in REPORT_DIMENSIONS.items() if name in group_by]
 
 
 def spend_report(rows: QuerySet[DailySpend], *, group_by: Sequence[str]) -> QuerySet[Any]:
     """Sums of ``rows`` per group (``group_by``: names of ``REPORT_DIMENSIONS``), as dicts
     with the groups' columns and ``sum_<name>`` for each of ``REPORT_SUMS``; ordered by day,
     then by spend, largest first."""
-    columns = [REPORT_DIMENSIONS[name] for name in REPORT_DIMENSIONS if name in group_by]
+    columns = report_columns(group_by)
     sums = {f"sum_{name}": Sum(name) for name in REPORT_SUMS}
     ordering: list[Any] = ["day"] if "day" in group_by else []
     ordering += [F("sum_spend").desc(), *columns]

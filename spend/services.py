@@ -33,7 +33,7 @@ from hierarchy.governance import budget_period, gatehouse_timezone
 from hierarchy.models import Governed, Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
-from spend.models import BudgetAlert, DailySpend, SpendLog
+from spend.models import ROLLUP_BUCKET, ROLLUP_SUMS, BudgetAlert, DailySpend, SpendLog
 from spend.selectors import local_day_bounds, spend_logs_started_before
 
 logger = logging.getLogger(__name__)
@@ -369,10 +369,6 @@ def spend_record_batch(
     return len(alerts)
 
 
-ROLLUP_BUCKET = ("day", "organization_id", "team_id", "project_id", "key_id", "model")
-ROLLUP_SUMS = ("requests_ok", "requests_failed", "prompt_tokens", "completion_tokens", "spend")
-
-
 def _add_daily(records: Sequence[CallRecord]) -> None:
     """Add the calls to their day's rollup rows (upserts, in a fixed order)."""
     zone = gatehouse_timezone()
@@ -549,20 +545,25 @@ def budget_alert_payload(alert: BudgetAlert) -> dict[str, Any]:
     }
 
 
+MSG_ALERT_URL_INVALID = "GATEHOUSE_ALERT_WEBHOOK_URL is not a valid http(s) URL."
+
+
 def _webhook_post(url: str, alert_id: str, body: bytes) -> str:
     """POST one alert; '' when the receiver took it (a 2xx answer), else what went wrong.
     The error never holds the URL (webhook URLs often carry a token)."""
-    request = urllib.request.Request(
-        url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "Gatehouse-Alerts/1",
-            "Idempotency-Key": alert_id,
-        },
-    )
+    if not url.lower().startswith(("http://", "https://")):
+        return MSG_ALERT_URL_INVALID
     try:
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Gatehouse-Alerts/1",
+                "Idempotency-Key": alert_id,
+            },
+        )
         with _webhook_opener.open(request, timeout=ALERT_TIMEOUT) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
@@ -570,7 +571,9 @@ def _webhook_post(url: str, alert_id: str, body: bytes) -> str:
         return f"HTTP {exc.code}"
     except urllib.error.URLError as exc:
         return f"{type(exc.reason).__name__}: {exc.reason}"
-    except (OSError, ValueError, http.client.HTTPException) as exc:
+    except ValueError:  # its message quotes the URL
+        return MSG_ALERT_URL_INVALID
+    except (OSError, http.client.HTTPException) as exc:
         return f"{type(exc).__name__}: {exc}"
     return "" if 200 <= status < 300 else f"HTTP {status}"
 

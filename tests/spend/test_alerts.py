@@ -268,6 +268,17 @@ def test_a_redirect_or_an_unreachable_receiver_is_a_failed_attempt(key, receiver
     assert "secret-token" not in alert.last_error
 
 
+@pytest.mark.parametrize(
+    "url", ["hooks.example.com/services/secret-token", "file:///etc/secret-token", "http://[x"]
+)
+def test_a_webhook_url_that_is_not_http_fails_the_attempt_without_quoting_it(key, url):
+    alert = crossed(key)
+    assert budget_alerts_deliver(url=url, now=AT).retrying == 1
+    alert.refresh_from_db()
+    assert alert.last_error == "GATEHOUSE_ALERT_WEBHOOK_URL is not a valid http(s) URL."
+    assert alert.attempts == 1
+
+
 def test_without_a_webhook_url_alerts_are_recorded_and_not_sent(key, receiver, settings):
     settings.GATEHOUSE_ALERT_WEBHOOK_URL = ""
     alert = crossed(key)
