@@ -47,6 +47,8 @@ def test_a_spend_writer_sends_the_alert_its_batch_raised_right_away(
     writer = SpendWriter(0.01)
     writer.start()
     try:
+        writer.add(record(key, 1, datetime.now(UTC)))  # below the budget: the writer is up
+        wait_until(lambda: SpendLog.objects.exists(), 30)
         writer.add(record(key, 12_000, datetime.now(UTC)))
         [body] = wait_until(receiver.bodies, 4)  # sooner than the writer's retry timer
     finally:
