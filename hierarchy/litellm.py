@@ -69,6 +69,7 @@ MSG_API_KEY_LITERAL = (
     "Gatehouse never stores upstream secrets: put the key in an environment variable and "
     "send api_key as 'os.environ/NAME'."
 )
+MSG_PRICE_CONFLICT = "{field} differs from litellm_params.{field}: give the price once."
 MSG_MEMBER_NEEDS_USER = "Each member needs a user_id or a user_email of an existing user."
 
 
@@ -542,6 +543,13 @@ class ModelInfo(StrictSerializer):
     id = serializers.CharField(required=False, max_length=128)
     mode = serializers.ChoiceField(choices=ModelMode.choices, required=False)
     max_output_tokens = serializers.IntegerField(required=False, min_value=1, max_value=10_000_000)
+    # LiteLLM takes custom prices here too (and /model/info answers with them here).
+    input_cost_per_token = serializers.DecimalField(
+        max_digits=21, decimal_places=15, min_value=0, required=False
+    )
+    output_cost_per_token = serializers.DecimalField(
+        max_digits=21, decimal_places=15, min_value=0, required=False
+    )
 
 
 class ModelNewRequest(StrictSerializer):
@@ -580,8 +588,10 @@ def _catalog_values(values: dict[str, Any]) -> dict[str, Any]:
             raise ValidationError({"litellm_params.api_key": [MSG_API_KEY_LITERAL]})
         out["api_key_env"] = api_key.removeprefix(ENV_PREFIX)
     for name in ("input_cost_per_token", "output_cost_per_token"):
-        if name in params:
-            out[name] = params[name]
+        if name in params and name in info and params[name] != info[name]:
+            raise ValidationError({f"model_info.{name}": [MSG_PRICE_CONFLICT.format(field=name)]})
+        if name in params or name in info:
+            out[name] = params[name] if name in params else info[name]
     for name in ("mode", "max_output_tokens"):
         if name in info:
             out[name] = info[name]
