@@ -174,3 +174,10 @@ def test_an_empty_file_is_refused(db, tmp_path):
     path.write_text("")
     with pytest.raises(CommandError, match="the file is empty"):
         run(path)
+
+
+def test_empty_cells_at_the_end_of_the_header_and_rows_are_ignored(team, tmp_path):
+    stdout, _ = run(write(tmp_path, "team,alias,max_budget,,", f"{team.alias},flights,5,,"))
+
+    assert Project.objects.get().max_budget == Decimal("5")
+    assert "1 created" in stdout

@@ -66,6 +66,8 @@ def _read(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise CommandError(f"{path}: {MSG_NO_HEADER.format(columns=', '.join(COLUMNS))}")
     header = [cell.strip().lower() for cell in rows[0]]
+    while header and not header[-1]:  # spreadsheets often end rows with empty cells
+        header.pop()
     data = [
         (number, row)
         for number, row in enumerate(rows[1:], start=2)
