@@ -15,6 +15,7 @@ from hierarchy.litellm import MSG_API_KEY_LITERAL
 from hierarchy.management.commands.import_litellm_config import (
     MSG_API_BASE_REQUIRED,
     MSG_DUPLICATE_NAME,
+    MSG_ID_OF_OTHER_MODEL,
 )
 from hierarchy.models import CatalogModel
 from hierarchy.services import catalog_model_create
@@ -167,6 +168,19 @@ def test_one_bad_entry_changes_nothing_and_every_error_names_its_path(tmp_path):
     models = catalog()
     assert list(models) == ["gpt-4o"]
     assert models["gpt-4o"].provider == "mock"
+
+
+@pytest.mark.django_db
+def test_a_model_info_id_that_is_not_the_existing_entrys_is_refused(tmp_path):
+    existing = catalog_model_create(actor=SYSTEM, id="old-id", name="embed-small")
+
+    with pytest.raises(CommandError) as raised:
+        run(write(tmp_path, CONFIG))
+
+    refused = MSG_ID_OF_OTHER_MODEL.format(id="embed-small-id", name="embed-small", pk="old-id")
+    assert f"model_list[2].model_info.id: {refused}" in str(raised.value)
+    assert list(catalog()) == ["embed-small"]
+    assert CatalogModel.objects.get().pk == existing.pk
 
 
 @pytest.mark.django_db

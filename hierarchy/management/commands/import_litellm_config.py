@@ -139,6 +139,7 @@ class Command(BaseCommand):
         entries = self._entries(document, report)
 
         counts = {"created": 0, "updated": 0, "unchanged": 0}
+        plan: list[str] = []
         with transaction.atomic():
             existing = {
                 model.name: model
@@ -159,11 +160,13 @@ class Command(BaseCommand):
                     continue
                 counts[outcome] += 1
                 verb = f"would be {outcome}" if dry_run and outcome != "unchanged" else outcome
-                self.stdout.write(f"  {name}: {verb}{detail}")
+                plan.append(f"  {name}: {verb}{detail}")
             report.raise_if_any()
             if dry_run:
                 transaction.set_rollback(True)
 
+        for line in plan:
+            self.stdout.write(line)
         summary = (
             f"{len(entries)} model{'s' if len(entries) != 1 else ''} in {config}: "
             f"{counts['created']} created, {counts['updated']} updated, "
