@@ -8,6 +8,7 @@ from rest_framework.routers import DefaultRouter
 
 from hierarchy.api import (
     AccessGroupViewSet,
+    AuditEntryViewSet,
     CatalogModelViewSet,
     OrganizationViewSet,
     TeamViewSet,
@@ -28,6 +29,7 @@ router.register("models", CatalogModelViewSet, basename="catalog-model")
 router.register("access-groups", AccessGroupViewSet, basename="access-group")
 router.register("spend/logs", SpendLogViewSet, basename="spend-log")
 router.register("spend/report", SpendReportViewSet, basename="spend-report")
+router.register("audit", AuditEntryViewSet, basename="audit-entry")
 
 ui_settings = UISettingsViewSet.as_view({"get": "list", "patch": "partial_update_settings"})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar
 
 from django import forms
@@ -11,12 +12,15 @@ from django.contrib.auth.forms import UserCreationForm
 from django.db.models import Count, Model, QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
 from config.admin_site import ScopedModelAdmin
 from hierarchy.admin_base import GovernedAdmin
+from hierarchy.audit import OBJECT_TYPES
 from hierarchy.forms import GovernedForm, ModelListField
 from hierarchy.models import (
     AccessGroup,
+    AuditEntry,
     CatalogModel,
     Governed,
     Organization,
@@ -27,6 +31,8 @@ from hierarchy.models import (
 )
 from hierarchy.selectors import (
     access_groups_visible_to,
+    audit_entries_visible_to,
+    audit_log_readable_by,
     catalog_models_visible_to,
     organizations_managed_by,
     organizations_visible_to,
@@ -506,3 +512,87 @@ class AccessGroupAdmin(ProxyAdminOnly):
 
     def delete(self, request: HttpRequest, objs: list[AccessGroup]) -> None:
         access_group_delete(actor=request.user, groups=objs)
+
+
+# --- the audit log (read-only) ------------------------------------------------------------------
+
+
+class ObjectTypeFilter(admin.SimpleListFilter):
+    """The object types as a fixed list (no DISTINCT over the whole log)."""
+
+    title = "object type"
+    parameter_name = "object_type"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = sorted(OBJECT_TYPES.values())
+        return [(name, name.replace("_", " ")) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        return queryset.filter(object_type=value) if value else queryset
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ScopedModelAdmin):
+    """Read by proxy admins and viewers (everything) and organization admins (their
+    organizations' entries); nobody adds, changes or deletes an entry."""
+
+    visible_selector = staticmethod(audit_entries_visible_to)
+    managed_selector = staticmethod(lambda actor: AuditEntry.objects.none())
+    list_display = ("at", "actor", "source", "action", "object_type", "object_id", "object_repr")
+    list_filter = ("action", ObjectTypeFilter, "source")
+    search_fields = ("=object_id", "=actor", "=actor_user_id", "=actor_key_id")
+    date_hierarchy = "at"
+    show_full_result_count = False
+    fields = (
+        "at",
+        "actor",
+        "actor_user_id",
+        "actor_key_id",
+        "source",
+        "action",
+        "object_type",
+        "object_id",
+        "object_repr",
+        "organization_id",
+        "team_id",
+        "changes_table",
+    )
+    readonly_fields = fields
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_active and request.user.is_staff) and audit_log_readable_by(
+            request.user
+        )
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="changes")
+    def changes_table(self, obj: AuditEntry) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            (
+                (name, _shown(values[0]), _shown(values[1]))
+                for name, values in sorted(obj.changes.items())
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>field</th><th>before</th><th>after</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
+
+def _shown(value: Any) -> str:
+    return "—" if value is None else json.dumps(value) if not isinstance(value, str) else value

@@ -9,9 +9,11 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
+from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,6 +27,7 @@ from config.api_fields import (
 from hierarchy.access import get_visible
 from hierarchy.filters import (
     AccessGroupFilter,
+    AuditEntryFilter,
     CatalogModelFilter,
     OrganizationFilter,
     TeamFilter,
@@ -32,6 +35,7 @@ from hierarchy.filters import (
 )
 from hierarchy.models import (
     AccessGroup,
+    AuditEntry,
     CatalogModel,
     ModelMode,
     Organization,
@@ -42,6 +46,7 @@ from hierarchy.models import (
 )
 from hierarchy.selectors import (
     access_groups_visible_to,
+    audit_entries_visible_to,
     catalog_models_visible_to,
     organizations_visible_to,
     teams_governed_by,
@@ -443,3 +448,51 @@ class AccessGroupViewSet(CrudViewSet):
 
     def delete_objects(self, objs: list[AccessGroup]) -> None:
         access_group_delete(actor=self.actor, groups=objs)
+
+
+# --- the audit log (read-only) ------------------------------------------------------------------
+
+
+class AuditPagination(CursorPagination):
+    """Newest first; the position is the time, so a deep page costs what page 1 does."""
+
+    page_size = 50
+    max_page_size = 500
+    page_size_query_param = "page_size"
+    ordering = ("-at", "-id")
+
+
+class AuditEntryOutput(serializers.ModelSerializer):
+    changes = serializers.JSONField(
+        read_only=True, help_text="{field: [before, after]}; secrets read '[redacted]'."
+    )
+
+    class Meta:
+        model = AuditEntry
+        fields = (
+            "id",
+            "at",
+            "actor",
+            "actor_user_id",
+            "actor_key_id",
+            "source",
+            "action",
+            "object_type",
+            "object_id",
+            "object_repr",
+            "organization_id",
+            "team_id",
+            "changes",
+        )
+
+
+class AuditEntryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedViewSet):
+    """Who created, changed or deleted what, newest first. Proxy admins and viewers read
+    every entry, organization admins their organizations' entries, everyone else none."""
+
+    queryset = AuditEntry.objects.none()
+    visible_selector = staticmethod(audit_entries_visible_to)
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AuditEntryFilter
+    pagination_class = AuditPagination
+    output_serializer = AuditEntryOutput

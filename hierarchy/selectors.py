@@ -13,6 +13,7 @@ from django.db.models import Q, QuerySet
 from hierarchy.actors import ActorLike, as_actor
 from hierarchy.models import (
     AccessGroup,
+    AuditEntry,
     CatalogModel,
     Organization,
     OrganizationMembership,
@@ -124,3 +125,23 @@ def user_has_staff_role(user: User) -> bool:
         OrganizationMembership.objects.filter(user=user, role=OrganizationRole.ORG_ADMIN).exists()
         or TeamMembership.objects.filter(user=user, role=TeamRole.ADMIN).exists()
     )
+
+
+def audit_entries_visible_to(actor: ActorLike) -> QuerySet[AuditEntry]:
+    """Proxy admins and viewers read the whole audit log; organization admins the entries of
+    their organizations (the organization, its members, teams, team members, projects and
+    keys, as placed when the change was made); everyone else nothing."""
+    actor = as_actor(actor)
+    if actor.can_read_everything:
+        return AuditEntry.objects.all()
+    if actor.user is None:
+        return AuditEntry.objects.none()
+    return AuditEntry.objects.filter(organization_id__in=_admin_org_ids(actor.user))
+
+
+def audit_log_readable_by(actor: ActorLike) -> bool:
+    """Whether the audit log has anything for the caller (the admin shows it or hides it)."""
+    actor = as_actor(actor)
+    if actor.can_read_everything:
+        return True
+    return actor.user is not None and _admin_org_ids(actor.user).exists()

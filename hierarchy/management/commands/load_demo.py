@@ -6,10 +6,11 @@ import os
 from decimal import Decimal
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from hierarchy.actors import SYSTEM
+from hierarchy.audit import AuditedCommand
 from hierarchy.models import CatalogModel, Organization, Role, Team, TeamRole, User
 from hierarchy.services import (
     catalog_model_create,
@@ -42,7 +43,7 @@ DEMO_PASSWORD_DEFAULT = "gatehouse-demo"
 DEMO_KEY_ALIAS = "demo-key"
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Create the demo organization, two teams with different models, the demo catalog "
         "(mock provider), a project and a superuser, creating only what is missing; then "
