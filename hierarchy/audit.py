@@ -19,7 +19,7 @@ anything else is ``system``. Secrets never reach an entry: password and key hash
 
 from __future__ import annotations
 
-import copy
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db.models import Model
+from django.db.models import DecimalField, Model
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -126,21 +126,36 @@ class AuditedCommand(BaseCommand):
 # --- what changed ---------------------------------------------------------------------------
 
 
-def _tracked_fields(model: type[Model]) -> list[tuple[str, str]]:
-    """(name in the entry, attribute) of each tracked column; foreign keys as their id."""
-    return [
-        (field.attname, field.attname)
+@functools.cache
+def _tracked_fields(model: type[Model]) -> tuple[tuple[str, bool], ...]:
+    """Each tracked column's attribute (foreign keys as their id) and whether it holds money."""
+    return tuple(
+        (field.attname, isinstance(field, DecimalField))
         for field in model._meta.concrete_fields
         if not field.primary_key and field.name not in UNTRACKED_FIELDS
-    ]
+    )
 
 
-def snapshot(instance: Model) -> Snapshot:
-    """The tracked fields' current values, from memory. Take it before changing ``instance``."""
+def _copy_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _copy_json(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_json(item) for item in value]
+    return value
+
+
+def snapshot(instance: Model, *, copy: bool = True) -> Snapshot:
+    """The tracked fields' current values, from memory. Take it before changing ``instance``;
+    JSON values are copied, so that changes made to them in place still show (``copy=False``
+    when nothing changes ``instance`` afterwards)."""
     values: Snapshot = {}
-    for name, attribute in _tracked_fields(type(instance)):
+    for attribute, money in _tracked_fields(type(instance)):
         value = instance.__dict__.get(attribute)
-        values[name] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+        if copy and isinstance(value, (list, dict)):
+            value = _copy_json(value)
+        elif money and isinstance(value, (int, float)):  # set in memory, not yet read back
+            value = Decimal(str(value))
+        values[attribute] = value
     return values
 
 
@@ -283,7 +298,7 @@ def _write(entries: list[AuditEntry]) -> None:
 
 def record_create(actor: ActorLike, instance: Model, after: Snapshot | None = None) -> None:
     """``instance`` was created: its non-empty fields as ``[null, value]``."""
-    values = snapshot(instance) if after is None else after
+    values = snapshot(instance, copy=False) if after is None else after
     changes = diff({}, {name: value for name, value in values.items() if not _is_empty(value)})
     _write(_entries(actor, AuditAction.CREATE, [(instance, changes)]))
 
@@ -292,7 +307,7 @@ def record_update(
     actor: ActorLike, instance: Model, before: Snapshot, after: Snapshot | None = None
 ) -> None:
     """``instance`` was saved: the fields that differ from ``before``; nothing if none do."""
-    changes = diff(before, snapshot(instance) if after is None else after)
+    changes = diff(before, snapshot(instance, copy=False) if after is None else after)
     if changes:
         _write(_entries(actor, AuditAction.UPDATE, [(instance, changes)]))
 
@@ -303,7 +318,11 @@ def record_delete(actor: ActorLike, instances: Iterable[Model]) -> None:
         (
             instance,
             diff(
-                {name: v for name, v in snapshot(instance).items() if not _is_empty(v)},
+                {
+                    name: value
+                    for name, value in snapshot(instance, copy=False).items()
+                    if not _is_empty(value)
+                },
                 {},
             ),
         )

@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 from django.db import transaction
 
 from hierarchy.actors import SYSTEM
+from hierarchy.audit import AuditedCommand
 from hierarchy.commands import ErrorReport, join_path, load_yaml, validation_messages
 from hierarchy.governance import ALL_MODELS
 from hierarchy.litellm import ENV_PREFIX, ModelNewRequest, _catalog_values
@@ -111,7 +112,7 @@ def _changes(model: CatalogModel, values: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if getattr(model, name) != value}
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Import the model_list of a LiteLLM proxy config.yaml into the model catalog. Each "
         "entry's model_name is the catalog name; litellm_params.model 'openai/<name>' (or any "

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 from django.db.models import Q
 
 from hierarchy.actors import SYSTEM
+from hierarchy.audit import AuditedCommand
 from hierarchy.commands import ErrorReport, SecretCsv, validation_messages, with_progress
 from keys.selectors import keys_visible_to
 from keys.services import key_generate
@@ -93,7 +94,7 @@ def taken_aliases(aliases: list[str]) -> list[str]:
     return sorted(taken)
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Generate --count keys for one project (--project: its id, team-alias/project-alias "
         "or organization-alias/team-alias/project-alias) through the key service, with the "

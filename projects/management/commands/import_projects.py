@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from hierarchy.actors import SYSTEM
+from hierarchy.audit import AuditedCommand
 from hierarchy.commands import ErrorReport, team_by_reference, with_progress
 from hierarchy.governance import Catalog, clean_governance
 from hierarchy.models import Team
@@ -113,7 +114,7 @@ def _place(number: int, column: str) -> str:
     return f"row {number}, {column}" if column else f"row {number}"
 
 
-class Command(BaseCommand):
+class Command(AuditedCommand):
     help = (
         "Create or update projects from a CSV file whose first row names the columns: team "
         "(id or alias) and alias are required; organization (alias or id) picks the team when "
