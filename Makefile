@@ -6,7 +6,7 @@ PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format clean bench-gateway
+.PHONY: install run test lint format clean bench-gateway bench-reports bench-apply
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,12 @@ test: $(STAMP)
 
 bench-gateway: $(STAMP)
 	$(BIN)/python -m bench.gateway
+
+bench-reports: $(STAMP)
+	$(BIN)/python -m bench.reports
+
+bench-apply: $(STAMP)
+	$(BIN)/python -m bench.apply
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

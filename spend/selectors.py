@@ -45,18 +45,32 @@ def spend_logs_started_before(before: datetime) -> QuerySet[SpendLog]:
 
 
 def _spend_scope(actor: ActorLike) -> Q | None:
-    """The rows a caller may read, as a condition on their ids (None: everything)."""
+    """The rows a caller may read, as a condition on their ids (None: everything).
+
+    The ids are read first (a handful per caller) and only those not covered already are
+    kept, so that the database can walk one (id, started_at) index in order when one
+    condition is left, instead of joining subqueries against millions of rows."""
     actor = as_actor(actor)
     if actor.can_read_everything:
         return None
     if actor.user is None:
         return Q(pk__in=[])
-    own_keys = VirtualKey.objects.filter(user=actor.user).values("pk")
-    return (
-        Q(organization_id__in=organizations_managed_by(actor).values("pk"))
-        | Q(team_id__in=teams_managed_by(actor).values("pk"))
-        | Q(key_id__in=own_keys)
+    orgs = list(organizations_managed_by(actor).values_list("pk", flat=True))
+    teams = list(
+        teams_managed_by(actor).exclude(organization_id__in=orgs).values_list("pk", flat=True)
     )
+    # Own keys in none of those teams; a key never used has no spend rows.
+    keys = list(
+        VirtualKey.objects.filter(user=actor.user, last_used_at__isnull=False)
+        .exclude(team_id__in=teams)
+        .exclude(team__organization_id__in=orgs)
+        .values_list("pk", flat=True)
+    )
+    scope = Q(pk__in=[])
+    for column, ids in (("organization_id", orgs), ("team_id", teams), ("key_id", keys)):
+        if ids:
+            scope |= Q(**{f"{column}__in": ids})
+    return scope
 
 
 def spend_logs_visible_to(actor: ActorLike) -> QuerySet[SpendLog]:
