@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
@@ -40,3 +41,18 @@ def ensure_can(
     """404 when ``obj`` is outside ``visible``, then 403 when outside ``managed``."""
     ensure_visible(obj, visible, level_name)
     ensure_allowed(managed.filter(pk=obj.pk).exists(), message)
+
+
+def ensure_can_all(
+    objs: Iterable[Model], *, visible: QuerySet, managed: QuerySet, level_name: str, message: str
+) -> None:
+    """``ensure_can`` for many objects in two queries: 404 naming the first one outside
+    ``visible``, else 403 when any is outside ``managed``."""
+    pks = list(dict.fromkeys(obj.pk for obj in objs))
+    if not pks:
+        return
+    seen = set(visible.filter(pk__in=pks).values_list("pk", flat=True))
+    hidden = next((pk for pk in pks if pk not in seen), None)
+    if hidden is not None:
+        raise NotFound(not_found_message(level_name, hidden))
+    ensure_allowed(managed.filter(pk__in=pks).count() == len(pks), message)

@@ -6,18 +6,28 @@ Every write takes ``actor=`` (Decision 9), checks scope then permission then val
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, UniqueConstraint, prefetch_related_objects
 from django.utils import timezone
 
-from hierarchy.access import ensure_allowed, ensure_can
+from hierarchy.access import ensure_allowed, ensure_can, ensure_can_all
 from hierarchy.actors import Actor, ActorLike, as_actor
+from hierarchy.audit import (
+    Snapshot,
+    record_create,
+    record_delete,
+    record_update,
+    recording_in_bulk,
+    snapshot,
+)
+from hierarchy.changes import publish
 from hierarchy.governance import (
+    Catalog,
     check_descendants_fit,
     check_levels_fit,
     clean_governance,
@@ -85,9 +95,14 @@ def save_governed(
     actor: Actor,
     cleaned: Mapping[str, Any],
     access_groups: Iterable[AccessGroup] | None = None,
+    before: Snapshot | None = None,
 ) -> Governed:
-    """Apply cleaned governance values, stamp who did it, validate and save."""
+    """Apply cleaned governance values, stamp who did it, validate, save and record it in
+    the audit log. An update passes ``before``, the ``snapshot`` taken before the service
+    changed anything (without it, the stored row is read once to compare with)."""
     creating = instance._state.adding
+    if not creating and before is None:
+        before = snapshot(type(instance)._default_manager.get(pk=instance.pk))
     for name, value in cleaned.items():
         setattr(instance, name, value)
     if "budget_duration" in cleaned or creating:
@@ -106,8 +121,17 @@ def save_governed(
         # Spend and last use belong to the gateway's batched writer: never write them back.
         skip = set() if "budget_duration" in cleaned else {"budget_reset_at"}
         instance.save(update_fields=_saved_fields(type(instance), skip))
+    after = snapshot(instance, copy=False)
     if access_groups is not None:
+        access_groups = list(access_groups)
+        if before is not None:
+            before["access_groups"] = sorted(instance.access_groups.values_list("name", flat=True))
+        after["access_groups"] = sorted(group.name for group in access_groups)
         instance.access_groups.set(access_groups)
+    if before is None:
+        record_create(actor, instance, after)
+    else:
+        record_update(actor, instance, before, after)
     return instance
 
 
@@ -152,11 +176,12 @@ def refuse_delete_with_children(level: Governed, count: int, children: str) -> N
 # --- users --------------------------------------------------------------------------------
 
 
-def _refresh_staff(user: User) -> None:
+def _refresh_staff(user: User, *, actor: Actor) -> None:
     is_staff = user_has_staff_role(user)
     if user.is_staff != is_staff:
         user.is_staff = is_staff
         user.save(update_fields=["is_staff"])
+        record_update(actor, user, {"is_staff": not is_staff}, {"is_staff": is_staff})
 
 
 def _set_password(user: User, password: str) -> None:
@@ -176,13 +201,14 @@ def user_create(
     password: str | None = None,
     role: str = Role.INTERNAL_USER,
     id: str | None = None,
+    config_managed: bool = False,
     **governance: Any,
 ) -> User:
     actor = as_actor(actor)
     ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="create users"))
     check_new_id(User, id)
     cleaned = clean_governance(governance, level_name="user", parent=None)
-    user = User(username=username, email=email or "", role=role)
+    user = User(username=username, email=email or "", role=role, config_managed=config_managed)
     if id is not None:
         user.pk = id
     if password:
@@ -205,6 +231,7 @@ def user_update(*, actor: ActorLike, user: User, **fields: Any) -> User:
         level_name="user",
         message=MSG_PROXY_ADMIN_ONLY.format(action="change users"),
     )
+    before = snapshot(user)
     for name in ("username", "email", "first_name", "last_name", "is_active"):
         if name in fields:
             setattr(user, name, fields.pop(name) or ("" if name != "is_active" else False))
@@ -215,16 +242,17 @@ def user_update(*, actor: ActorLike, user: User, **fields: Any) -> User:
         _set_password(user, fields.pop("password"))
     fields.pop("password", None)
     cleaned = clean_governance(fields, level_name="user", parent=None, current=user)
-    save_governed(user, actor=actor, cleaned=cleaned)
     user.is_staff = user_has_staff_role(user)
-    user.save(update_fields=["is_staff"])
+    save_governed(user, actor=actor, cleaned=cleaned, before=before)
     return user
 
 
 def user_delete(*, actor: ActorLike, users: Iterable[User]) -> int:
     actor = as_actor(actor)
     ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="delete users"))
+    users = list(users)
     with transaction.atomic():
+        record_delete(actor, users)
         return User.objects.filter(pk__in=[u.pk for u in users]).delete()[0]
 
 
@@ -238,6 +266,7 @@ def organization_create(
     alias: str,
     id: str | None = None,
     access_groups: Iterable[str] | None = None,
+    config_managed: bool = False,
     **governance: Any,
 ) -> Organization:
     actor = as_actor(actor)
@@ -245,7 +274,7 @@ def organization_create(
     check_new_id(Organization, id)
     groups = resolve_access_groups(access_groups)
     cleaned = clean_governance(governance, level_name="organization", parent=None)
-    organization = Organization(alias=alias)
+    organization = Organization(alias=alias, config_managed=config_managed)
     if id is not None:
         organization.pk = id
     save_governed(organization, actor=actor, cleaned=cleaned, access_groups=groups)
@@ -270,12 +299,13 @@ def organization_update(
         level_name="organization",
         message=MSG_PROXY_ADMIN_ONLY.format(action="change organizations"),
     )
+    before = snapshot(organization)
     if "alias" in fields:
         organization.alias = fields.pop("alias")
     groups = resolve_access_groups(access_groups)
     cleaned = clean_governance(fields, level_name="organization", parent=None, current=organization)
     check_descendants_fit(organization, cleaned, access_groups=group_names(groups))
-    save_governed(organization, actor=actor, cleaned=cleaned, access_groups=groups)
+    save_governed(organization, actor=actor, cleaned=cleaned, access_groups=groups, before=before)
     return organization
 
 
@@ -286,6 +316,7 @@ def organization_delete(*, actor: ActorLike, organizations: Iterable[Organizatio
     organizations = list(organizations)
     for organization in organizations:
         refuse_delete_with_children(organization, organization.teams.count(), "team(s)")
+    record_delete(actor, organizations)
     return Organization.objects.filter(pk__in=[o.pk for o in organizations]).delete()[0]
 
 
@@ -305,10 +336,15 @@ def organization_member_set(
         membership = OrganizationMembership.objects.filter(
             organization=organization, user=user
         ).first() or OrganizationMembership(organization=organization, user=user)
+        before = None if membership._state.adding else snapshot(membership)
         membership.role = role
         membership.full_clean()
         membership.save()
-        _refresh_staff(user)
+        if before is None:
+            record_create(actor, membership)
+        else:
+            record_update(actor, membership, before)
+        _refresh_staff(user, actor=actor)
     return membership
 
 
@@ -322,10 +358,10 @@ def organization_member_remove(*, actor: ActorLike, organization: Organization, 
         message=MSG_ORG_MEMBERS_DENIED,
     )
     with transaction.atomic():
-        deleted, _ = OrganizationMembership.objects.filter(
+        membership = OrganizationMembership.objects.filter(
             organization=organization, user=user
-        ).delete()
-        if not deleted:
+        ).first()
+        if membership is None:
             raise ValidationError(
                 {
                     "user_id": [
@@ -335,7 +371,10 @@ def organization_member_remove(*, actor: ActorLike, organization: Organization, 
                     ]
                 }
             )
-        _refresh_staff(user)
+        membership.organization, membership.user = organization, user
+        membership.delete()
+        record_delete(actor, [membership])
+        _refresh_staff(user, actor=actor)
 
 
 # --- teams -----------------------------------------------------------------------------------
@@ -389,6 +428,7 @@ def team_update(
         level_name="team",
         message=MSG_TEAM_GOVERN_DENIED,
     )
+    before = snapshot(team)
     if "alias" in fields:
         team.alias = fields.pop("alias")
     target = team.organization
@@ -414,7 +454,7 @@ def team_update(
     )
     check_descendants_fit(team, cleaned, access_groups=group_names(groups), parent=target)
     team.organization = target
-    save_governed(team, actor=actor, cleaned=cleaned, access_groups=groups)
+    save_governed(team, actor=actor, cleaned=cleaned, access_groups=groups, before=before)
     return team
 
 
@@ -433,6 +473,7 @@ def team_delete(*, actor: ActorLike, teams: Iterable[Team]) -> int:
     for team in teams:
         refuse_delete_with_children(team, team.projects.count(), "project(s)")
         refuse_delete_with_children(team, team.keys.count(), "key(s)")
+    record_delete(actor, teams)
     return Team.objects.filter(pk__in=[t.pk for t in teams]).delete()[0]
 
 
@@ -453,10 +494,15 @@ def team_member_set(
         membership = TeamMembership.objects.filter(team=team, user=user).first() or TeamMembership(
             team=team, user=user
         )
-        membership.role = role
+        before = None if membership._state.adding else snapshot(membership)
+        membership.team, membership.role = team, role
         membership.full_clean()
         membership.save()
-        _refresh_staff(user)
+        if before is None:
+            record_create(actor, membership)
+        else:
+            record_update(actor, membership, before)
+        _refresh_staff(user, actor=actor)
     return membership
 
 
@@ -470,12 +516,15 @@ def team_member_remove(*, actor: ActorLike, team: Team, user: User) -> None:
         message=MSG_TEAM_MEMBERS_DENIED,
     )
     with transaction.atomic():
-        deleted, _ = TeamMembership.objects.filter(team=team, user=user).delete()
-        if not deleted:
+        membership = TeamMembership.objects.filter(team=team, user=user).first()
+        if membership is None:
             raise ValidationError(
                 {"user_id": [MSG_NOT_A_MEMBER.format(user=user.pk, level="team", label=team.alias)]}
             )
-        _refresh_staff(user)
+        membership.team, membership.user = team, user
+        membership.delete()
+        record_delete(actor, [membership])
+        _refresh_staff(user, actor=actor)
 
 
 # --- catalog and access groups -------------------------------------------------------------
@@ -504,23 +553,30 @@ def _save_stamped(
     unknown = sorted(set(fields) - set(allowed))
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in unknown})
+    before = None if instance._state.adding else snapshot(instance)
     for name, value in fields.items():
         setattr(instance, name, value)
-    if instance._state.adding:
+    if before is None:
         instance.created_by = actor.label
     instance.updated_by = actor.label
     instance.full_clean()
     instance.save()
+    if before is None:
+        record_create(actor, instance)
+    else:
+        record_update(actor, instance, before)
 
 
 @transaction.atomic
-def catalog_model_create(*, actor: ActorLike, id: str | None = None, **fields: Any) -> CatalogModel:
+def catalog_model_create(
+    *, actor: ActorLike, id: str | None = None, config_managed: bool = False, **fields: Any
+) -> CatalogModel:
     actor = as_actor(actor)
     ensure_allowed(
         actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change the model catalog")
     )
     check_new_id(CatalogModel, id)
-    model = CatalogModel()
+    model = CatalogModel(config_managed=config_managed)
     if id is not None:
         model.pk = id
     _save_stamped(model, actor=actor, fields=fields, allowed=CATALOG_FIELDS)
@@ -543,6 +599,8 @@ def catalog_model_delete(*, actor: ActorLike, models: Iterable[CatalogModel]) ->
     ensure_allowed(
         actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change the model catalog")
     )
+    models = list(models)
+    record_delete(actor, models)
     return CatalogModel.objects.filter(pk__in=[m.pk for m in models]).delete()[0]
 
 
@@ -554,11 +612,13 @@ def _clean_group_models(fields: dict[str, Any]) -> None:
 
 
 @transaction.atomic
-def access_group_create(*, actor: ActorLike, id: str | None = None, **fields: Any) -> AccessGroup:
+def access_group_create(
+    *, actor: ActorLike, id: str | None = None, config_managed: bool = False, **fields: Any
+) -> AccessGroup:
     actor = as_actor(actor)
     ensure_allowed(actor.is_proxy_admin, MSG_PROXY_ADMIN_ONLY.format(action="change access groups"))
     check_new_id(AccessGroup, id)
-    group = AccessGroup()
+    group = AccessGroup(config_managed=config_managed)
     if id is not None:
         group.pk = id
     _clean_group_models(fields)
@@ -604,4 +664,185 @@ def access_group_delete(*, actor: ActorLike, groups: Iterable[AccessGroup]) -> i
     ]
     if errors:
         raise ValidationError(errors, code="protected")
+    record_delete(actor, groups)
     return AccessGroup.objects.filter(pk__in=[g.pk for g in groups]).delete()[0]
+
+
+# --- batches: many new levels under the rules above, in a few queries (manage.py apply) -----
+
+BATCH_SIZE = 1_000
+
+
+class BatchValidationError(ValidationError):
+    """Some items of a batch write are invalid: ``by_item`` maps each one's index to its
+    ValidationError. Nothing of the batch was written."""
+
+    def __init__(self, by_item: Mapping[int, ValidationError]) -> None:
+        self.by_item = dict(by_item)
+        super().__init__([message for error in self.by_item.values() for message in error.messages])
+
+
+def access_groups_by_name(items: Iterable[Mapping[str, Any]]) -> dict[str, AccessGroup]:
+    """The access groups that the items of a batch name, in one query."""
+    names = {name for item in items for name in item.get("access_groups") or ()}
+    return {group.name: group for group in AccessGroup.objects.filter(name__in=names)}
+
+
+def pick_access_groups(
+    names: Iterable[str] | None, known: Mapping[str, AccessGroup]
+) -> list[AccessGroup]:
+    """``resolve_access_groups`` against groups loaded once for a batch."""
+    names = list(dict.fromkeys(names or ()))
+    missing = sorted(set(names) - set(known))
+    if missing:
+        raise ValidationError(
+            {"access_groups": [MSG_UNKNOWN_ACCESS_GROUPS.format(names=", ".join(missing))]}
+        )
+    return [known[name] for name in names]
+
+
+def unique_violation(instance: Model, constraint: str, field: str) -> ValidationError:
+    """The message ``full_clean`` gives when ``instance`` breaks the unique ``constraint`` (a
+    constraint's name, or a unique field's name), under ``field``."""
+    model = type(instance)
+    named = [c for c in model._meta.constraints if getattr(c, "name", None) == constraint]
+    if named and isinstance(named[0], UniqueConstraint):
+        unique = named[0]
+        if unique.violation_error_message != unique.default_violation_error_message:
+            message = unique.get_violation_error_message()
+        else:
+            message = instance.unique_error_message(model, unique.fields).messages[0]
+    else:
+        message = instance.unique_error_message(model, (constraint,)).messages[0]
+    return ValidationError({field: [message]})
+
+
+def build_governed(
+    level: Governed,
+    *,
+    actor: Actor,
+    governance: Mapping[str, Any],
+    parent: Governed | None,
+    catalog: Catalog,
+    groups: list[AccessGroup],
+    config_managed: bool,
+) -> Governed:
+    """A new level checked as the create services check it (``clean_governance`` against its
+    parent chain, then ``full_clean``) and stamped as ``save_governed`` stamps it, not saved.
+    Uniqueness is left to the batch, which checks it for all its items in one query, and so
+    is the existence of the parents (the batch holds them, loaded and checked once); the
+    check constraints hold already (``clean_governance`` enforces the budget rules and
+    ``full_clean`` the non-empty names)."""
+    cleaned = clean_governance(
+        governance,
+        level_name=level.level_name,
+        parent=parent,
+        catalog=catalog,
+        access_groups=[group.name for group in groups],
+    )
+    for name, value in cleaned.items():
+        setattr(level, name, value)
+    level.budget_reset_at = (
+        next_budget_reset(level.budget_duration, timezone.now()) if level.budget_duration else None
+    )
+    level.created_by = level.updated_by = actor.label
+    level.config_managed = config_managed
+    relations = [field.name for field in level._meta.concrete_fields if field.is_relation]
+    level.full_clean(exclude=relations, validate_unique=False, validate_constraints=False)
+    return level
+
+
+def insert_governed(
+    model: type[Governed], built: list[tuple[Governed, list[AccessGroup]]], *, actor: Actor
+) -> None:
+    """Insert levels made by ``build_governed`` with their access groups, record each in the
+    audit log, and tell the gateways once the transaction commits."""
+    model._default_manager.bulk_create([level for level, _ in built], batch_size=BATCH_SIZE)
+    through = model.access_groups.through
+    column = f"{model._meta.model_name}_id"
+    through._default_manager.bulk_create(
+        [
+            through(**{column: level.pk, "accessgroup_id": group.pk})
+            for level, groups in built
+            for group in groups
+        ],
+        batch_size=BATCH_SIZE,
+    )
+    with recording_in_bulk():
+        for level, groups in built:
+            after = snapshot(level)
+            if groups:
+                after["access_groups"] = sorted(group.name for group in groups)
+            record_create(actor, level, after)
+    transaction.on_commit(publish)
+
+
+@transaction.atomic
+def team_create_many(
+    *, actor: ActorLike, teams: Sequence[Mapping[str, Any]], config_managed: bool = False
+) -> list[Team]:
+    """Create many teams under ``team_create``'s rules in a few queries. Each item holds
+    ``team_create``'s arguments except ``id`` and ``members`` (add members with
+    ``team_member_set``). Raises ``BatchValidationError`` naming every invalid item; then
+    nothing is written."""
+    actor = as_actor(actor)
+    organizations = list(
+        {
+            item["organization"].pk: item["organization"]
+            for item in teams
+            if item.get("organization")
+        }.values()
+    )
+    ensure_can_all(
+        organizations,
+        visible=organizations_visible_to(actor),
+        managed=organizations_managed_by(actor),
+        level_name="organization",
+        message=MSG_TEAM_CREATE_DENIED,
+    )
+    if any(item.get("organization") is None for item in teams):
+        ensure_allowed(actor.is_proxy_admin, MSG_TEAM_CREATE_DENIED)
+    by_pk = {organization.pk: organization for organization in organizations}
+    prefetch_related_objects(organizations, "access_groups")
+    catalog = Catalog.load()
+    groups = access_groups_by_name(teams)
+    taken = set(
+        Team.objects.filter(alias__in={item["alias"] for item in teams}).values_list(
+            "organization_id", "alias"
+        )
+    )
+    built: list[tuple[Governed, list[AccessGroup]]] = []
+    errors: dict[int, ValidationError] = {}
+    for index, item in enumerate(teams):
+        fields = dict(item)
+        organization = fields.pop("organization", None)
+        parent = by_pk[organization.pk] if organization is not None else None
+        team = Team(alias=fields.pop("alias"), organization=parent)
+        try:
+            chosen = pick_access_groups(fields.pop("access_groups", None), groups)
+            build_governed(
+                team,
+                actor=actor,
+                governance=fields,
+                parent=parent,
+                catalog=catalog,
+                groups=chosen,
+                config_managed=config_managed,
+            )
+            if (team.organization_id, team.alias) in taken:
+                raise unique_violation(
+                    team,
+                    "hierarchy_team_alias_unique_in_organization"
+                    if parent is not None
+                    else "hierarchy_team_alias_unique_without_organization",
+                    "alias",
+                )
+        except ValidationError as error:
+            errors[index] = error
+            continue
+        taken.add((team.organization_id, team.alias))
+        built.append((team, chosen))
+    if errors:
+        raise BatchValidationError(errors)
+    insert_governed(Team, built, actor=actor)
+    return [team for team, _ in built]  # type: ignore[misc]

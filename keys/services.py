@@ -9,20 +9,33 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import prefetch_related_objects
 from django.utils import timezone
 
-from hierarchy.access import ensure_allowed, ensure_can
+from hierarchy.access import ensure_allowed, ensure_can, ensure_can_all
 from hierarchy.actors import Actor, ActorLike, as_actor
-from hierarchy.governance import clean_governance, parse_duration
-from hierarchy.models import Governed, Role, Team, User
+from hierarchy.audit import record_delete, record_update, snapshot
+from hierarchy.governance import Catalog, clean_governance, parse_duration
+from hierarchy.models import AccessGroup, Governed, Role, Team, User
 from hierarchy.selectors import teams_managed_by, teams_visible_to
-from hierarchy.services import check_new_id, group_names, resolve_access_groups, save_governed
+from hierarchy.services import (
+    BatchValidationError,
+    access_groups_by_name,
+    build_governed,
+    check_new_id,
+    group_names,
+    insert_governed,
+    pick_access_groups,
+    resolve_access_groups,
+    save_governed,
+    unique_violation,
+)
 from keys.models import VirtualKey
 from keys.selectors import keys_managed_by, keys_visible_to
 from projects.models import Project
@@ -182,6 +195,7 @@ def key_update(
     """Change a key's settings. ``project=None`` detaches it; another project is refused."""
     actor = as_actor(actor)
     _ensure_manages(actor, key)
+    before = snapshot(key)
     if "project" in fields:
         project = fields.pop("project")
         if project is not None and project.pk != key.project_id:
@@ -205,7 +219,7 @@ def key_update(
         current=key,
         access_groups=group_names(groups),
     )
-    save_governed(key, actor=actor, cleaned=cleaned, access_groups=groups)
+    save_governed(key, actor=actor, cleaned=cleaned, access_groups=groups, before=before)
     return key
 
 
@@ -219,19 +233,24 @@ def key_regenerate(
     if new_key is not None:
         check_custom_key(new_key, "new_key")
     plaintext = new_key or new_key_plaintext()
+    before = snapshot(key)
     _set_secret(key, plaintext)
     key.updated_by = actor.label
     key.full_clean()
     key.save(update_fields=["token_hash", "key_name", "updated_by", "updated_at"])
+    record_update(actor, key, before)
     return key, plaintext
 
 
 def key_set_blocked(*, actor: ActorLike, key: VirtualKey, blocked: bool) -> VirtualKey:
     actor = as_actor(actor)
     _ensure_manages(actor, key)
+    before = snapshot(key)
     key.blocked = blocked
     key.updated_by = actor.label
-    key.save(update_fields=["blocked", "updated_by", "updated_at"])
+    with transaction.atomic():
+        key.save(update_fields=["blocked", "updated_by", "updated_at"])
+        record_update(actor, key, before)
     return key
 
 
@@ -242,4 +261,102 @@ def key_delete(*, actor: ActorLike, keys: Iterable[VirtualKey]) -> int:
     keys = list(keys)
     for key in keys:
         _ensure_manages(actor, key)
+    record_delete(actor, keys)
     return VirtualKey.objects.filter(pk__in=[k.pk for k in keys]).delete()[0]
+
+
+@transaction.atomic
+def key_generate_many(
+    *, actor: ActorLike, keys: Sequence[Mapping[str, Any]], config_managed: bool = False
+) -> list[tuple[VirtualKey, str]]:
+    """Generate many keys under ``key_generate``'s rules in a few queries, each with its
+    plaintext (never stored). Each item holds ``key_generate``'s arguments except ``id`` and
+    ``key``, plus ``expires`` (an instant, instead of ``duration``). Raises
+    ``BatchValidationError`` naming every invalid item; then nothing is written."""
+    actor = as_actor(actor)
+    projects = {item["project"].pk: item["project"] for item in keys if item.get("project")}
+    teams = {
+        item["team"].pk: item["team"]
+        for item in keys
+        if item.get("team") and not item.get("project")
+    }
+    ensure_can_all(
+        projects.values(),
+        visible=projects_visible_to(actor),
+        managed=Project.objects.filter(team__in=teams_managed_by(actor).values("pk")),
+        level_name="project",
+        message=MSG_TEAM_DENIED,
+    )
+    ensure_can_all(
+        teams.values(),
+        visible=teams_visible_to(actor),
+        managed=teams_managed_by(actor),
+        level_name="team",
+        message=MSG_TEAM_DENIED,
+    )
+    prefetch_related_objects(
+        list(projects.values()),
+        "access_groups",
+        "team__access_groups",
+        "team__organization__access_groups",
+    )
+    prefetch_related_objects(list(teams.values()), "access_groups", "organization__access_groups")
+    catalog = Catalog.load()
+    groups = access_groups_by_name(keys)
+    aliases = {item["key_alias"] for item in keys if item.get("key_alias")}
+    taken = set(
+        VirtualKey.objects.filter(key_alias__in=aliases).values_list("key_alias", flat=True)
+    )
+    now = timezone.now()
+    built: list[tuple[Governed, list[AccessGroup]]] = []
+    plaintexts: list[str] = []
+    errors: dict[int, ValidationError] = {}
+    for index, item in enumerate(keys):
+        fields = dict(item)
+        project = projects[fields.pop("project").pk] if fields.get("project") else None
+        team = project.team if project is not None else fields.get("team")
+        team = teams[team.pk] if project is None and team is not None else team
+        fields.pop("project", None)
+        fields.pop("team", None)
+        user = fields.pop("user", None)
+        duration = fields.pop("duration", None)
+        virtual_key = VirtualKey(
+            project=project,
+            team=team,
+            user=user,
+            key_alias=fields.pop("key_alias", None) or None,
+            expires=fields.pop("expires", None),
+        )
+        try:
+            if project is None and team is None:
+                _resolve_placement(actor, project=None, team=None, user=user)
+            if duration:
+                try:
+                    virtual_key.expires = expires_after(duration, now)
+                except ValidationError as error:
+                    raise ValidationError({"duration": error.messages}) from None
+            chosen = pick_access_groups(fields.pop("access_groups", None), groups)
+            plaintext = new_key_plaintext()
+            _set_secret(virtual_key, plaintext)
+            build_governed(
+                virtual_key,
+                actor=actor,
+                governance=fields,
+                parent=project or team,
+                catalog=catalog,
+                groups=chosen,
+                config_managed=config_managed,
+            )
+            if virtual_key.key_alias is not None and virtual_key.key_alias in taken:
+                raise unique_violation(virtual_key, "key_alias", "key_alias")
+        except ValidationError as error:
+            errors[index] = error
+            continue
+        if virtual_key.key_alias is not None:
+            taken.add(virtual_key.key_alias)
+        built.append((virtual_key, chosen))
+        plaintexts.append(plaintext)
+    if errors:
+        raise BatchValidationError(errors)
+    insert_governed(VirtualKey, built, actor=actor)
+    return [(key, plaintext) for (key, _), plaintext in zip(built, plaintexts, strict=True)]  # type: ignore[misc]

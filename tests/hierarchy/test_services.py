@@ -42,6 +42,7 @@ from hierarchy.services import (
     MSG_TEAM_GOVERN_DENIED,
     MSG_TEAM_MEMBERS_DENIED,
     MSG_UNKNOWN_ACCESS_GROUPS,
+    BatchValidationError,
     access_group_create,
     access_group_delete,
     access_group_update,
@@ -54,6 +55,7 @@ from hierarchy.services import (
     organization_member_set,
     organization_update,
     team_create,
+    team_create_many,
     team_delete,
     team_member_remove,
     team_member_set,
@@ -1112,3 +1114,61 @@ def test_an_access_group_used_by_name_cannot_be_renamed_from_under_its_users(pro
     with contextlib.suppress(ValidationError):
         access_group_update(actor=proxy_admin, group=group, name="tiny")
     assert effective_model_names(Team.objects.get(pk=team.pk)) == ["gpt-4o-mini"]
+
+
+# --- team_create_many: team_create's rules for a batch (manage.py apply) ---------------------
+
+
+def test_team_create_many_creates_teams_marked_and_stamped_like_team_create(catalog):
+    organization = organization_create(actor=SYSTEM, alias="Acme", models=["gpt-4o"])
+
+    teams = team_create_many(
+        actor=SYSTEM,
+        teams=[
+            {"alias": "Search", "organization": organization, "models": ["gpt-4o"]},
+            {"alias": "Lab", "max_budget": "12.5", "budget_duration": "7d"},
+        ],
+        config_managed=True,
+    )
+
+    search, lab = (Team.objects.get(pk=team.pk) for team in teams)
+    assert search.organization == organization and search.models == ["gpt-4o"]
+    assert lab.organization is None and lab.max_budget == Decimal("12.5")
+    assert lab.budget_reset_at is not None
+    assert search.config_managed and search.created_by == search.updated_by == "system"
+
+
+def test_team_create_many_names_every_invalid_team_and_writes_nothing(catalog):
+    organization = organization_create(actor=SYSTEM, alias="Acme", models=["gpt-4o"])
+    team_create(actor=SYSTEM, alias="Taken", organization=organization)
+
+    with pytest.raises(BatchValidationError) as caught:
+        team_create_many(
+            actor=SYSTEM,
+            teams=[
+                {"alias": "Fine", "organization": organization},
+                {"alias": "Wide", "organization": organization, "models": ["gpt-4o-mini"]},
+                {"alias": "Taken", "organization": organization},
+                {"alias": "Grouped", "access_groups": ["no-such-group"]},
+            ],
+        )
+
+    assert {index: error.message_dict for index, error in caught.value.by_item.items()} == {
+        1: {"models": [MSG_MODEL_NOT_IN_PARENT.format(model="gpt-4o-mini", parent="organization")]},
+        2: {"alias": ["Team with this Organization and Name already exists."]},
+        3: {"access_groups": [MSG_UNKNOWN_ACCESS_GROUPS.format(names="no-such-group")]},
+    }
+    assert not Team.objects.filter(alias="Fine").exists()
+
+
+def test_team_create_many_checks_scope_then_permission_like_team_create(catalog):
+    organization = organization_create(actor=SYSTEM, alias="Acme")
+    member = UserFactory()
+    organization_member_set(actor=SYSTEM, organization=organization, user=member)
+    other = organization_create(actor=SYSTEM, alias="Other")
+
+    with pytest.raises(NotFound):
+        team_create_many(actor=member, teams=[{"alias": "x", "organization": other}])
+    with pytest.raises(PermissionDenied, match=MSG_TEAM_CREATE_DENIED):
+        team_create_many(actor=member, teams=[{"alias": "x", "organization": organization}])
+    assert not Team.objects.exists()

@@ -22,7 +22,7 @@ from hierarchy.governance import (
 )
 from hierarchy.ids import PUBLIC_ID_MESSAGE
 from hierarchy.models import Role
-from hierarchy.services import MSG_ID_TAKEN
+from hierarchy.services import MSG_ID_TAKEN, BatchValidationError
 from keys.models import VirtualKey
 from keys.services import (
     MSG_CHANGE_DENIED,
@@ -36,6 +36,7 @@ from keys.services import (
     hash_key,
     key_delete,
     key_generate,
+    key_generate_many,
     key_regenerate,
     key_set_blocked,
     key_update,
@@ -529,3 +530,70 @@ def test_the_owner_of_a_team_key_may_not_delete_it(proxy_admin, team, team_membe
     assert str(caught.value) == MSG_CHANGE_DENIED
     assert VirtualKey.objects.count() == 2
     assert key_delete(actor=team_member, keys=[personal]) == 1
+
+
+# --- key_generate_many: key_generate's rules for a batch (manage.py apply) --------------------
+
+
+def test_key_generate_many_returns_each_plaintext_once_and_stores_its_hash(team):
+    project = ProjectFactory(team=team, models=["gpt-4o"])
+    owner = UserFactory()
+    expires = datetime(2027, 1, 1, tzinfo=UTC)
+
+    made = key_generate_many(
+        actor=SYSTEM,
+        keys=[
+            {"project": project, "key_alias": "a", "user": owner, "expires": expires},
+            {"team": team, "key_alias": "b", "max_budget": 5, "duration": "30d"},
+        ],
+        config_managed=True,
+    )
+
+    (_, first_plaintext), (_, second_plaintext) = made
+    assert KEY_SHAPE.match(first_plaintext) and first_plaintext != second_plaintext
+    stored = VirtualKey.objects.get(key_alias="a")
+    assert stored.token_hash == hash_key(first_plaintext) and stored.key_name.endswith(
+        first_plaintext[-4:]
+    )
+    assert stored.project == project and stored.team == team and stored.user == owner
+    assert stored.expires == expires and stored.config_managed
+    team_key = VirtualKey.objects.get(key_alias="b")
+    assert team_key.project is None and team_key.team == team
+    assert team_key.expires is not None
+    assert team_key.expires > timezone.now() + timedelta(days=29)
+
+
+def test_key_generate_many_names_every_invalid_key_and_writes_nothing(team):
+    project = ProjectFactory(team=team, models=["gpt-4o"])
+    key_generate(actor=SYSTEM, project=project, key_alias="taken")
+
+    with pytest.raises(BatchValidationError) as caught:
+        key_generate_many(
+            actor=SYSTEM,
+            keys=[
+                {"project": project, "key_alias": "fine"},
+                {"project": project, "key_alias": "wide", "models": ["gpt-4o-mini"]},
+                {"project": project, "key_alias": "taken"},
+                {"project": project, "key_alias": "soon", "duration": "soon"},
+            ],
+        )
+
+    errors = {index: error.message_dict for index, error in caught.value.by_item.items()}
+    assert errors == {
+        1: {"models": [MSG_MODEL_NOT_IN_PARENT.format(model="gpt-4o-mini", parent="project")]},
+        2: {"key_alias": ["Key with this Key alias already exists."]},
+        3: {"duration": [MSG_DURATION_INVALID.format(value="soon")]},
+    }
+    assert list(VirtualKey.objects.values_list("key_alias", flat=True)) == ["taken"]
+
+
+def test_key_generate_many_checks_scope_then_permission_like_key_generate(
+    team, team_member, outsider
+):
+    project = ProjectFactory(team=team)
+
+    with pytest.raises(NotFound):
+        key_generate_many(actor=outsider, keys=[{"project": project}])
+    with pytest.raises(PermissionDenied, match=MSG_TEAM_DENIED):
+        key_generate_many(actor=team_member, keys=[{"project": project}])
+    assert not VirtualKey.objects.exists()

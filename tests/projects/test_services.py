@@ -17,8 +17,8 @@ from hierarchy.governance import (
     MSG_SOFT_BUDGET_NOT_BELOW_MAX,
 )
 from hierarchy.ids import PUBLIC_ID_MESSAGE
-from hierarchy.models import OrganizationRole, Role, TeamMembership
-from hierarchy.services import MSG_ID_TAKEN, organization_member_set
+from hierarchy.models import AuditEntry, OrganizationRole, Role, TeamMembership
+from hierarchy.services import MSG_ID_TAKEN, BatchValidationError, organization_member_set
 from projects.models import Project, UISettings
 from projects.selectors import projects_ui_enabled
 from projects.services import (
@@ -29,6 +29,7 @@ from projects.services import (
     MSG_MOVE_WITH_KEYS,
     MSG_UI_SETTINGS_DENIED,
     project_create,
+    project_create_many,
     project_delete,
     project_update,
     ui_settings_update,
@@ -480,3 +481,70 @@ def test_only_proxy_admins_change_the_ui_settings(role, team, make_team_admin):
             ui_settings_update(actor=user, enable_projects_ui=True)
         assert str(caught.value) == MSG_UI_SETTINGS_DENIED
     assert projects_ui_enabled() is False
+
+
+# --- project_create_many: project_create's rules for a batch (manage.py apply) ----------------
+
+
+def test_project_create_many_creates_every_project_with_its_audit_entry(team):
+    made = project_create_many(
+        actor=SYSTEM,
+        projects=[
+            {"team": team, "alias": "a", "models": ["gpt-4o"], "description": "first"},
+            {"team": team, "alias": "b", "max_budget": 10},
+        ],
+        config_managed=True,
+    )
+
+    assert [project.alias for project in made] == ["a", "b"]
+    first = Project.objects.get(alias="a")
+    assert first.models == ["gpt-4o"] and first.description == "first" and first.config_managed
+    entries = AuditEntry.objects.filter(object_type="project", action="create")
+    assert sorted(entries.values_list("object_id", flat=True)) == sorted(p.pk for p in made)
+    assert entries.get(object_id=first.pk).team_id == team.pk
+
+
+def test_project_create_many_names_every_invalid_project_and_writes_nothing(team):
+    ProjectFactory(team=team, alias="taken")
+
+    with pytest.raises(BatchValidationError) as caught:
+        project_create_many(
+            actor=SYSTEM,
+            projects=[
+                {"team": team, "alias": "fine"},
+                {"team": team, "alias": "wide", "models": ["claude-3-5-haiku"]},
+                {"team": team, "alias": "taken"},
+                {"team": team, "alias": "rich", "max_budget": 1000},
+                {"team": team, "alias": ""},
+            ],
+        )
+
+    errors = {index: error.message_dict for index, error in caught.value.by_item.items()}
+    assert errors[1] == {
+        "models": [MSG_MODEL_NOT_IN_PARENT.format(model="claude-3-5-haiku", parent="team")]
+    }
+    assert errors[2] == {"alias": ["Project with this Team and Project name already exists."]}
+    assert errors[3] == {
+        "max_budget": [
+            MSG_EXCEEDS_PARENT.format(
+                level="Project",
+                field="max_budget",
+                value="1000",
+                parent="team",
+                parent_value="100",
+            )
+        ]
+    }
+    assert errors[4] == {"alias": ["This field cannot be blank."]}
+    assert set(errors) == {1, 2, 3, 4}
+    assert not Project.objects.filter(alias="fine").exists()
+
+
+def test_project_create_many_checks_scope_then_permission_like_project_create(
+    team, team_member, outsider
+):
+    with pytest.raises(NotFound):
+        project_create_many(actor=outsider, projects=[{"team": team, "alias": "x"}])
+    with pytest.raises(PermissionDenied, match=MSG_CREATE_DENIED):
+        project_create_many(actor=team_member, projects=[{"team": team, "alias": "x"}])
+    assert not Project.objects.exists()
