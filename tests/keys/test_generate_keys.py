@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import stat
 from decimal import Decimal
@@ -15,6 +16,7 @@ from django.core.management import CommandError, call_command
 from hierarchy.actors import SYSTEM
 from hierarchy.commands import MSG_OUT_EXISTS
 from hierarchy.governance import MSG_EXCEEDS_PARENT
+from hierarchy.models import AuditAction, AuditEntry, AuditSource
 from keys.management.commands.generate_keys import MSG_ALIASES_TAKEN, MSG_PROJECT_UNKNOWN
 from keys.models import VirtualKey
 from keys.services import hash_key, key_generate
@@ -74,6 +76,20 @@ def test_keys_are_generated_with_their_settings_and_only_the_csv_holds_them(
     assert "keys: 25/25 (100%)" in stderr
     assert "keys: 10/25 (40%)" in stderr
     assert [p.name for p in tmp_path.iterdir()] == ["keys.csv"]
+
+
+def test_each_generated_key_is_in_the_audit_log_as_a_command_without_its_secret(project, tmp_path):
+    out_file = tmp_path / "keys.csv"
+    generate("--project", project.pk, "--count", "3", "--out", str(out_file))
+
+    entries = AuditEntry.objects.filter(object_type="key", action=AuditAction.CREATE)
+    assert sorted(e.object_id for e in entries) == sorted(
+        VirtualKey.objects.values_list("pk", flat=True)
+    )
+    assert {e.source for e in entries} == {AuditSource.COMMAND}
+    logged = json.dumps([e.changes for e in entries]) + "".join(e.object_repr for e in entries)
+    for row in read_rows(out_file):
+        assert row["key"] not in logged
 
 
 def test_a_project_is_found_by_its_team_and_organization_aliases(project, tmp_path):

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from hierarchy.actors import SYSTEM
 from hierarchy.commands import MSG_TEAM_AMBIGUOUS
 from hierarchy.governance import MSG_EXCEEDS_PARENT, MSG_MODEL_NOT_IN_PARENT
+from hierarchy.models import AuditAction, AuditEntry, AuditSource
 from projects.management.commands.import_projects import MSG_DUPLICATE_ROW
 from projects.models import Project
 from projects.services import project_create
@@ -68,6 +69,21 @@ def test_rows_become_projects_of_their_teams(team, csv_file):
     assert "Imported 3 rows in" in stdout
     assert "3 created, 0 updated, 0 unchanged." in stdout
     assert "projects: 3/3 (100%)" in stderr
+
+
+def test_the_audit_log_holds_one_entry_per_created_or_changed_project(team, csv_file, tmp_path):
+    run(csv_file)
+    run(csv_file)  # unchanged rows write no entry
+    run(write(tmp_path, "team,alias,rpm_limit", f"{team.alias},cars,5"))
+
+    entries = AuditEntry.objects.filter(object_type="project", source=AuditSource.COMMAND)
+    assert sorted((e.action, e.object_repr) for e in entries) == [
+        ("create", "cars"),
+        ("create", "flights"),
+        ("create", "hotels"),
+        ("update", "cars"),
+    ]
+    assert entries.get(action=AuditAction.UPDATE).changes == {"rpm_limit": [None, 5]}
 
 
 def test_importing_the_same_file_again_changes_nothing(team, csv_file):

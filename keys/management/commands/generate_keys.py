@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from hierarchy.actors import SYSTEM
-from hierarchy.audit import AuditedCommand
+from hierarchy.audit import AuditedCommand, recording_in_bulk
 from hierarchy.commands import ErrorReport, SecretCsv, validation_messages, with_progress
 from keys.selectors import keys_visible_to
 from keys.services import key_generate
@@ -140,7 +140,11 @@ class Command(AuditedCommand):
         }
         out: Path = options["out"]
 
-        with SecretCsv(out, CSV_HEADER, force=options["force"]) as secrets, transaction.atomic():
+        with (
+            SecretCsv(out, CSV_HEADER, force=options["force"]) as secrets,
+            transaction.atomic(),
+            recording_in_bulk(),
+        ):
             for _, alias in with_progress(aliases, self.stderr, "keys"):
                 try:
                     key, plaintext = key_generate(

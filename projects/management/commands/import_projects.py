@@ -14,7 +14,7 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from hierarchy.actors import SYSTEM
-from hierarchy.audit import AuditedCommand
+from hierarchy.audit import AuditedCommand, recording_in_bulk
 from hierarchy.commands import ErrorReport, team_by_reference, with_progress
 from hierarchy.governance import Catalog, clean_governance
 from hierarchy.models import Team
@@ -142,23 +142,10 @@ class Command(AuditedCommand):
         report = ErrorReport(file)
         rows = self._rows(header, raw_rows, report)
 
-        counts = {"created": 0, "updated": 0, "unchanged": 0}
         with transaction.atomic():
-            existing = {
-                (project.team_id, project.alias): project
-                for project in projects_visible_to(SYSTEM)
-                .filter(team__in={row.team.pk for row in rows})
-                .prefetch_related("access_groups")
-            }
-            catalog = Catalog.load()  # the import changes no model: read it once
-            for _, row in with_progress(rows, self.stderr, "projects"):
-                try:
-                    with transaction.atomic():
-                        project = existing.get((row.team.pk, row.alias))
-                        counts[self._import(row, project, catalog)] += 1
-                except (ValidationError, PermissionDenied) as error:
-                    report.add_error(error, partial(_place, row.number), row.number)
-            report.raise_if_any()
+            with recording_in_bulk():  # the audit entries, in one insert when all rows are in
+                counts = self._apply(rows, report)
+                report.raise_if_any()
             if dry_run:
                 transaction.set_rollback(True)
 
@@ -220,6 +207,25 @@ class Command(AuditedCommand):
                 )
             )
         return rows
+
+    def _apply(self, rows: list[Row], report: ErrorReport) -> dict[str, int]:
+        """Create or update each row's project; a failing row's error goes to ``report``."""
+        counts = {"created": 0, "updated": 0, "unchanged": 0}
+        existing = {
+            (project.team_id, project.alias): project
+            for project in projects_visible_to(SYSTEM)
+            .filter(team__in={row.team.pk for row in rows})
+            .prefetch_related("access_groups")
+        }
+        catalog = Catalog.load()  # the import changes no model: read it once
+        for _, row in with_progress(rows, self.stderr, "projects"):
+            try:
+                with transaction.atomic():
+                    project = existing.get((row.team.pk, row.alias))
+                    counts[self._import(row, project, catalog)] += 1
+            except (ValidationError, PermissionDenied) as error:
+                report.add_error(error, partial(_place, row.number), row.number)
+        return counts
 
     def _import(self, row: Row, project: Project | None, catalog: Catalog) -> str:
         if project is None:
