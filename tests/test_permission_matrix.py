@@ -39,7 +39,7 @@ import pytest
 from django.test import Client
 
 from hierarchy.actors import SYSTEM
-from hierarchy.models import OrganizationRole, Role, TeamRole, User
+from hierarchy.models import AuditEntry, OrganizationRole, Role, TeamRole, User
 from hierarchy.services import (
     access_group_create,
     catalog_model_create,
@@ -87,6 +87,8 @@ IDS = {
     "ORGMEMBER": "u-org-member",
     "L1": "request-k1",
     "L3": "request-k3",
+    "EA": "",  # audit entry ids: set by ``world``
+    "EB": "",
 }
 
 # The columns of the tables; "master" (the master key) is checked against "admin".
@@ -282,6 +284,20 @@ MATRIX: list[tuple[str, str, str, Any, dict[str, int]]] = [
     ("REST spend report export", "GET", "/api/v1/spend/report/export/?group_by=project", None,
      {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
     ("REST spend report POST", "POST", "/api/v1/spend/report/", {},
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    # --- REST audit log (read-only; proxy admins and viewers: all, org admins: their
+    # organizations' entries, everyone else an empty list: a list is never a 403) ----------
+    ("REST audit list", "GET", "/api/v1/audit/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 200, "member": 200, "outsider": 200, "anon": 401}),
+    ("REST audit retrieve EA (T1 created)", "GET", "/api/v1/audit/{EA}/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 200, "team_admin": 404, "member": 404, "outsider": 404, "anon": 401}),
+    ("REST audit retrieve EB (T3 created)", "GET", "/api/v1/audit/{EB}/", None,
+     {"admin": 200, "viewer": 200, "org_admin": 404, "team_admin": 404, "member": 404, "outsider": 404, "anon": 401}),
+    ("REST audit POST", "POST", "/api/v1/audit/", {"action": "create"},
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    ("REST audit PATCH EA", "PATCH", "/api/v1/audit/{EA}/", {"changes": {}},
+     {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
+    ("REST audit DELETE EA", "DELETE", "/api/v1/audit/{EA}/", None,
      {"admin": 405, "viewer": 405, "org_admin": 405, "team_admin": 405, "member": 405, "outsider": 405, "anon": 401}),
     # --- LiteLLM /spend/logs ---------------------------------------------------------------
     ("LiteLLM spend/logs", "GET", "/spend/logs", None,
@@ -502,6 +518,12 @@ LIST_IDS: list[tuple[str, str, str, dict[str, set[str]]]] = [
     ("REST spend report by project", "/api/v1/spend/report/?group_by=project", "report",
      {"admin": {"P1", "P3"}, "viewer": {"P1", "P3"}, "org_admin": {"P1"}, "team_admin": {"P1"},
       "member": set(), "outsider": set()}),
+    ("REST audit: teams created", "/api/v1/audit/?object_type=team&action=create", "audit",
+     {"admin": {"T1", "T2", "T3"}, "viewer": {"T1", "T2", "T3"}, "org_admin": {"T1", "T2"},
+      "team_admin": set(), "member": set(), "outsider": set()}),
+    ("REST audit: keys created", "/api/v1/audit/?object_type=key&action=create&organization_id={A}", "audit",
+     {"admin": {"K1"}, "viewer": {"K1"}, "org_admin": {"K1"},
+      "team_admin": set(), "member": set(), "outsider": set()}),
     ("LiteLLM spend/logs", "/spend/logs", "litellm_spend",
      {"admin": {"L1", "L3"}, "viewer": {"L1", "L3"}, "org_admin": {"L1"}, "team_admin": {"L1"},
       "member": set(), "outsider": set()}),
@@ -643,6 +665,11 @@ def world(db):  # type: ignore[no-untyped-def]
     team_member_set(actor=SYSTEM, team=t1, user=users["MEMBER"], role=TeamRole.MEMBER)
     for user in users.values():
         user.refresh_from_db()
+    # The audit entries of two creations, one in each organization (ids differ per test).
+    for name, team in (("EA", "T1"), ("EB", "T3")):
+        IDS[name] = str(
+            AuditEntry.objects.get(object_type="team", object_id=IDS[team], action="create").pk
+        )
     return users
 
 
@@ -755,6 +782,8 @@ def listed_ids(shape: str, body: Any) -> set[str]:
         return {row["id"] for row in body["results"]}
     if shape == "spendlogs":
         return {row["request_id"] for row in body["results"]}
+    if shape == "audit":
+        return {row["object_id"] for row in body["results"]}
     if shape == "report":
         return {row["project_id"] for row in body["results"]}
     if shape == "litellm_spend":

@@ -3,8 +3,10 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from hierarchy.models import Team, TeamMembership, User
-from tests.factories import TeamFactory, UserFactory
+from hierarchy.actors import SYSTEM
+from hierarchy.models import AuditEntry, OrganizationRole, Team, TeamMembership, User
+from hierarchy.services import organization_member_set, team_update
+from tests.factories import TeamFactory, TeamMembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -101,3 +103,56 @@ def test_users_without_an_admin_role_cannot_log_in_to_the_admin(client):  # type
     user = UserFactory()
     client.force_login(user)
     assert client.get("/admin/").status_code == 302
+
+
+# --- the audit log ---------------------------------------------------------------------------
+
+AUDIT_LIST = "/admin/hierarchy/auditentry/"
+
+
+def test_the_audit_log_lists_filters_and_shows_an_entry_read_only(client, proxy_admin, catalog):  # type: ignore[no-untyped-def]
+    team = TeamFactory(alias="search", max_budget=100)
+    team_update(actor=proxy_admin, team=team, max_budget=80)
+    TeamMembershipFactory(team=team)  # not through a service: no entry
+    client.force_login(proxy_admin)
+    page = client.get(AUDIT_LIST, {"object_type": "team", "action": "update"})
+    assert page.status_code == 200
+    [entry] = page.context["cl"].result_list
+    assert (entry.object_id, entry.changes) == (team.pk, {"max_budget": ["100", "80"]})
+    assert list(client.get(AUDIT_LIST, {"object_type": "project"}).context["cl"].result_list) == []
+    assert list(client.get(AUDIT_LIST, {"q": team.pk}).context["cl"].result_list) == [entry]
+    detail = client.get(reverse("admin:hierarchy_auditentry_change", args=[entry.pk]))
+    html = detail.content.decode()
+    assert "<th>max_budget</th><td>100</td><td>80</td>" in html
+    assert 'name="_save"' not in html
+    assert client.get(AUDIT_LIST + "add/").status_code == 403
+    delete = client.post(
+        reverse("admin:hierarchy_auditentry_delete", args=[entry.pk]), {"post": "yes"}
+    )
+    assert delete.status_code == 403
+    assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_an_org_admin_sees_only_their_organizations_entries_and_a_team_admin_none(  # type: ignore[no-untyped-def]
+    client, catalog, make_team_admin
+):
+    mine, theirs = TeamFactory(), TeamFactory()
+    admin = UserFactory()
+    organization_member_set(
+        actor=SYSTEM, organization=mine.organization, user=admin, role=OrganizationRole.ORG_ADMIN
+    )
+    team_update(actor=SYSTEM, team=mine, max_budget=5)
+    team_update(actor=SYSTEM, team=theirs, max_budget=5)
+    admin.refresh_from_db()
+    client.force_login(admin)
+    listed = client.get(AUDIT_LIST).context["cl"].result_list
+    assert {e.organization_id for e in listed} == {mine.organization_id}
+    hidden = AuditEntry.objects.get(object_id=theirs.pk)
+    assert (
+        client.get(reverse("admin:hierarchy_auditentry_change", args=[hidden.pk])).status_code
+        == 404
+    )
+
+    client.force_login(make_team_admin(mine))
+    assert AUDIT_LIST not in client.get("/admin/").content.decode()
+    assert client.get(AUDIT_LIST).status_code == 403
