@@ -416,11 +416,10 @@ def _chunks(values: Iterable[Any]) -> Iterator[list[Any]]:
 
 def _named_or_managed(rows: QuerySet[Any], field: str, values: set[Any]) -> list[Any]:
     """The rows whose ``field`` is one of ``values``, and every managed row."""
-    found = {row.pk: row for row in rows.filter(config_managed=True)}
+    found = list(rows.filter(config_managed=True))
     for chunk in _chunks(values):
-        for row in rows.filter(**{f"{field}__in": chunk}):
-            found.setdefault(row.pk, row)
-    return list(found.values())
+        found += rows.filter(config_managed=False, **{f"{field}__in": chunk})
+    return found
 
 
 def load_state(declared: list[Declared]) -> State:
@@ -905,13 +904,11 @@ class _Executor:
         *,
         actor: Actor,
         errors: ErrorReport,
-        new_key: NewKey | None,
         progress: Progress | None,
     ) -> None:
         self.plan = plan
         self.actor = actor
         self.errors = errors
-        self.new_key = new_key
         self.progress = progress
         self.users = dict(plan.state.users)
         self.organizations = dict(plan.state.organizations)
@@ -1170,7 +1167,7 @@ def execute(
     """Carry ``plan`` out inside the caller's transaction. ``new_key`` receives each new key
     with its plaintext (the only time it exists). Problems go to ``errors``: the caller
     must roll back when there are any."""
-    executor = _Executor(plan, actor=actor, errors=errors, new_key=new_key, progress=progress)
+    executor = _Executor(plan, actor=actor, errors=errors, progress=progress)
     executor.run()
     plaintexts, executor.plaintexts = executor.plaintexts, {}
     if new_key is not None and not errors:
