@@ -207,6 +207,15 @@ def test_log_pages_follow_the_cursor_without_repeats_or_counts(db, django_settin
     assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
 
 
+def test_a_listed_row_reads_as_the_row_read_alone(db, django_settings):
+    spend_record_batch(records=[call(MIDNIGHTS[0] + 0.123456, cost=123_456_789, status=502)])
+    client = master()
+    [listed] = client.get("/api/v1/spend/logs/").json()["results"]
+    alone = client.get(f"/api/v1/spend/logs/{listed['request_id']}/").json()
+    assert listed == alone
+    assert listed["started_at"].endswith("Z")
+
+
 def test_a_log_row_is_read_by_its_request_id(db, django_settings):
     record = call(MIDNIGHTS[0], cost=123_456_789)
     spend_record_batch(records=[record])
