@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import AdminPasswordChangeForm, UserCreationForm
 from django.db.models import Count, Model, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
 from config.admin_site import ScopedModelAdmin
@@ -386,12 +387,31 @@ class UserAddForm(UserCreationForm):
         fields = ("username", "email", "role")
 
 
+# Who submits the admin's password page: its form saves through the service as them.
+_password_setter: ContextVar[Any] = ContextVar("gatehouse_password_setter")
+
+
+class UserPasswordForm(AdminPasswordChangeForm):
+    """The admin's password page, saved through ``user_update`` (permission checked, audited
+    with the password redacted, ``updated_by`` stamped); it always sets a password."""
+
+    def __init__(self, user: User, *args: Any, **kwargs: Any) -> None:
+        super().__init__(user, *args, **kwargs)
+        self.fields.pop("usable_password", None)
+        self.fields["password1"].required = self.fields["password2"].required = True
+
+    def save(self, commit: bool = True) -> User:
+        password = self.cleaned_data["password1"]
+        return user_update(actor=_password_setter.get(), user=self.user, password=password)
+
+
 @admin.register(User)
 class UserAdmin(ScopedModelAdmin, DjangoUserAdmin):
     visible_selector = staticmethod(users_visible_to)
     managed_selector = staticmethod(_proxy_admins_only)
 
     add_form = UserAddForm
+    change_password_form = UserPasswordForm
     list_display = ("username", "email", "role", "is_staff", "is_active", "last_login")
     list_filter = ("role", "is_staff", "is_active")
     search_fields = ("username", "email", "id")
@@ -414,6 +434,15 @@ class UserAdmin(ScopedModelAdmin, DjangoUserAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return bool(getattr(request.user, "can_read_everything", False))
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        token = _password_setter.set(request.user)
+        try:
+            return super().user_change_password(request, id, form_url)
+        finally:
+            _password_setter.reset(token)
 
     def form_values(self, form: Any, change: bool) -> dict[str, Any]:
         data = form.cleaned_data

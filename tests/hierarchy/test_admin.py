@@ -5,7 +5,7 @@ from django.urls import reverse
 
 from hierarchy.actors import SYSTEM
 from hierarchy.models import AuditEntry, OrganizationRole, Team, TeamMembership, User
-from hierarchy.services import organization_member_set, team_update
+from hierarchy.services import organization_member_set, team_update, user_create
 from tests.factories import TeamFactory, TeamMembershipFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -156,3 +156,25 @@ def test_an_org_admin_sees_only_their_organizations_entries_and_a_team_admin_non
     client.force_login(make_team_admin(mine))
     assert AUDIT_LIST not in client.get("/admin/").content.decode()
     assert client.get(AUDIT_LIST).status_code == 403
+
+
+def test_the_admin_password_page_sets_the_password_through_the_audited_service(  # type: ignore[no-untyped-def]
+    client, proxy_admin
+):
+    user = user_create(actor=proxy_admin, username="bo", password="first-Secret-123")
+    client.force_login(proxy_admin)
+    page = f"/admin/hierarchy/user/{user.pk}/password/"
+    assert client.get(page).status_code == 200
+    weak = client.post(page, {"password1": "x", "password2": "x"})
+    assert weak.status_code == 200  # refused by the validators, nothing saved
+    response = client.post(
+        page, {"password1": "second-Secret-456", "password2": "second-Secret-456"}
+    )
+    assert response.status_code == 302
+    user.refresh_from_db()
+    assert user.check_password("second-Secret-456")
+    assert user.updated_by == proxy_admin.pk
+    entry = AuditEntry.objects.filter(object_id=user.pk, action="update").get()
+    assert entry.changes == {"password": ["[redacted]", "[redacted]"]}
+    assert (entry.source, entry.actor_user_id) == ("admin", proxy_admin.pk)
+    assert "second-Secret-456" not in str(entry.changes)
