@@ -189,6 +189,19 @@ class ScopedModelAdmin(admin.ModelAdmin):
         return super().history_view(request, object_id, extra_context)
 
 
+class ReadOnlyScopedModelAdmin(ScopedModelAdmin):
+    """A scoped page nobody adds to, changes or deletes from (logs the system writes)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 def add_service_errors(form: Any, error: ValidationError) -> None:
     """Show a service's ValidationError on the form: on its field when the form has it."""
     if not hasattr(error, "error_dict"):

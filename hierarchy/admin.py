@@ -15,7 +15,7 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
-from config.admin_site import ScopedModelAdmin
+from config.admin_site import ReadOnlyScopedModelAdmin, ScopedModelAdmin
 from hierarchy.admin_base import GovernedAdmin
 from hierarchy.audit import OBJECT_TYPES
 from hierarchy.forms import GovernedForm, ModelListField
@@ -562,7 +562,7 @@ class ObjectTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ScopedModelAdmin):
+class AuditEntryAdmin(ReadOnlyScopedModelAdmin):
     """Read by proxy admins and viewers (everything) and organization admins (their
     organizations' entries); nobody adds, changes or deletes an entry."""
 
@@ -596,15 +596,6 @@ class AuditEntryAdmin(ScopedModelAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.has_module_permission(request)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     @admin.display(description="changes")
     def changes_table(self, obj: AuditEntry) -> str:

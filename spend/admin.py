@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 
-from config.admin_site import ScopedModelAdmin
+from config.admin_site import ReadOnlyScopedModelAdmin
 from hierarchy.actors import as_actor
 from spend.models import BudgetAlert
 from spend.selectors import budget_alerts_visible_to
@@ -35,7 +35,7 @@ class DeliveryFilter(admin.SimpleListFilter):
 
 
 @admin.register(BudgetAlert)
-class BudgetAlertAdmin(ScopedModelAdmin):
+class BudgetAlertAdmin(ReadOnlyScopedModelAdmin):
     """Alerts are raised by the spend pipeline and sent by the webhook sender: nobody adds,
     changes or deletes them here."""
 
@@ -61,15 +61,6 @@ class BudgetAlertAdmin(ScopedModelAdmin):
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return bool(request.user.is_active and as_actor(request.user).can_read_everything)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
 
     @admin.display(description="object", ordering="object_id")
     def level_object(self, alert: BudgetAlert) -> str:

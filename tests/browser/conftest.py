@@ -7,8 +7,10 @@ guard must be relaxed for the ORM calls the tests make beside it.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,3 +67,17 @@ def browser_page(chromium_browser, live_server) -> Iterator[object]:  # type: ig
         yield page
     finally:
         context.close()
+
+
+PASSWORD = "browser-pass-123"
+
+
+def log_in(page: Any, username: str) -> None:
+    """Sign in through the admin's login form (the user's password is ``PASSWORD``)."""
+    from playwright.sync_api import expect
+
+    page.goto("/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/admin/$"))

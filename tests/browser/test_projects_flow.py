@@ -15,11 +15,11 @@ from hierarchy.actors import SYSTEM
 from hierarchy.models import Role, TeamRole
 from hierarchy.services import team_member_set, user_create
 from projects.models import Project, UISettings
+from tests.browser.conftest import PASSWORD, log_in
 from tests.factories import TeamFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "browser-pass-123"
 SEARCH_MODELS = ["gpt-4o", "gpt-4o-mini"]
 SUPPORT_MODELS = ["claude-3-5-sonnet", "claude-3-5-haiku"]
 PROJECTS_LIST = "/admin/projects/project/"
@@ -56,14 +56,6 @@ def search_admin(teams):  # type: ignore[no-untyped-def]
     )
     team_member_set(actor=SYSTEM, team=teams["Search"], user=user, role=TeamRole.ADMIN)
     return user
-
-
-def log_in(page: Page, username: str) -> None:
-    page.goto("/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
 
 
 def choose_team(page: Page, team) -> list[str]:  # type: ignore[no-untyped-def]

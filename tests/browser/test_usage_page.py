@@ -18,22 +18,14 @@ from hierarchy.models import Role, TeamRole
 from hierarchy.services import team_member_set, user_create
 from projects.models import Project, UISettings
 from spend.models import DailySpend
+from tests.browser.conftest import PASSWORD, log_in
 from tests.factories import ProjectFactory, TeamFactory, VirtualKeyFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-PASSWORD = "browser-pass-123"
 START, END = date(2026, 11, 1), date(2026, 11, 30)
 PROJECT_MARKS = "#usage-by-project svg g.mark"
 READ_MARKS = "marks => marks.map(m => [m.dataset.id, m.dataset.label, m.dataset.value])"
-
-
-def log_in(page: Page, username: str) -> None:
-    page.goto("/admin/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/admin/$"))
 
 
 def user(username: str, **fields: object):  # type: ignore[no-untyped-def]
