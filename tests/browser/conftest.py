@@ -36,8 +36,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser() -> Iterator[object]:
+    """Playwright's sync API runs an event loop in this thread while it lives: kept to one
+    module, so that tests after it may run their own loops (asyncio.run, async_to_sync)."""
     if not CHROMIUM.exists():
         _unavailable(f"{CHROMIUM} is not installed")
     try:
