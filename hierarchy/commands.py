@@ -250,6 +250,17 @@ def with_progress(
 # --- files that hold secrets -----------------------------------------------------------------
 
 
+def check_output_path(path: Path, *, force: bool) -> None:
+    """A file a command may write: not a directory, in an existing one, and an existing file
+    only with ``force``."""
+    if path.is_dir():
+        raise CommandError(MSG_OUT_IS_DIRECTORY.format(path=path))
+    if os.path.lexists(path) and not force:
+        raise CommandError(MSG_OUT_EXISTS.format(path=path))
+    if not path.parent.is_dir():
+        raise CommandError(MSG_OUT_NO_DIRECTORY.format(path=path, directory=path.parent))
+
+
 class SecretCsv:
     """A CSV file of secrets (e.g. new keys' plaintext).
 
@@ -265,15 +276,9 @@ class SecretCsv:
         self.path = path
         self.force = force
         self.published = False
-        if path.is_dir():
-            raise CommandError(MSG_OUT_IS_DIRECTORY.format(path=path))
-        if os.path.lexists(path) and not force:
-            raise CommandError(MSG_OUT_EXISTS.format(path=path))
-        directory = path.parent
-        if not directory.is_dir():
-            raise CommandError(MSG_OUT_NO_DIRECTORY.format(path=path, directory=directory))
+        check_output_path(path, force=force)
         descriptor, temporary = tempfile.mkstemp(
-            dir=directory, prefix=f".{path.name}.", suffix=".part"
+            dir=path.parent, prefix=f".{path.name}.", suffix=".part"
         )
         os.fchmod(descriptor, 0o600)
         self.temporary = Path(temporary)

@@ -97,6 +97,16 @@ def _set_secret(key: VirtualKey, plaintext: str) -> None:
     key.key_name = display_name(plaintext)
 
 
+def _expires_from(duration: str | None, now: datetime) -> datetime | None:
+    """When a key given ``duration`` (Decision 6) expires; None without one."""
+    if not duration:
+        return None
+    try:
+        return expires_after(duration, now)
+    except ValidationError as error:
+        raise ValidationError({"duration": error.messages}) from None
+
+
 def _resolve_placement(
     actor: Actor, *, project: Project | None, team: Team | None, user: User | None
 ) -> tuple[Team | None, Governed | None]:
@@ -159,12 +169,7 @@ def key_generate(
     cleaned = clean_governance(
         governance, level_name="key", parent=parent, access_groups=group_names(groups)
     )
-    expires = None
-    if duration:
-        try:
-            expires = expires_after(duration, timezone.now())
-        except ValidationError as error:
-            raise ValidationError({"duration": error.messages}) from None
+    expires = _expires_from(duration, timezone.now())
     if key is not None:
         check_custom_key(key, "key")
     plaintext = key or new_key_plaintext()
@@ -313,11 +318,12 @@ def key_generate_many(
     errors: dict[int, ValidationError] = {}
     for index, item in enumerate(keys):
         fields = dict(item)
-        project = projects[fields.pop("project").pk] if fields.get("project") else None
-        team = project.team if project is not None else fields.get("team")
-        team = teams[team.pk] if project is None and team is not None else team
-        fields.pop("project", None)
-        fields.pop("team", None)
+        project, team = fields.pop("project", None), fields.pop("team", None)
+        if project is not None:
+            project = projects[project.pk]
+            team = project.team
+        elif team is not None:
+            team = teams[team.pk]
         user = fields.pop("user", None)
         duration = fields.pop("duration", None)
         virtual_key = VirtualKey(
@@ -331,10 +337,7 @@ def key_generate_many(
             if project is None and team is None:
                 _resolve_placement(actor, project=None, team=None, user=user)
             if duration:
-                try:
-                    virtual_key.expires = expires_after(duration, now)
-                except ValidationError as error:
-                    raise ValidationError({"duration": error.messages}) from None
+                virtual_key.expires = _expires_from(duration, now)
             chosen = pick_access_groups(fields.pop("access_groups", None), groups)
             plaintext = new_key_plaintext()
             _set_secret(virtual_key, plaintext)

@@ -19,10 +19,9 @@ from config.api import ScopedViewSet
 from config.api_fields import money_field
 from config.streaming import csv_response
 from spend.filters import DailySpendFilter, SpendLogFilter
-from spend.models import DailySpend, SpendLog
+from spend.models import ROLLUP_SUMS, DailySpend, SpendLog
 from spend.selectors import (
     REPORT_DIMENSIONS,
-    REPORT_SUMS,
     daily_spend_visible_to,
     report_columns,
     spend_logs_visible_to,
@@ -136,7 +135,7 @@ class ReportOutput(serializers.Serializer):
 def _report_row(row: dict[str, Any]) -> dict[str, Any]:
     """A grouped row with the sums under their own names (blank ids: no such level)."""
     out = {column: row[column] for column in REPORT_DIMENSIONS.values() if column in row}
-    out.update({name: row[f"sum_{name}"] or 0 for name in REPORT_SUMS})
+    out.update({name: row[f"sum_{name}"] or 0 for name in ROLLUP_SUMS})
     return out
 
 
@@ -186,6 +185,6 @@ class SpendReportViewSet(ScopedViewSet):
         rows, query = self._query(request)
         group_by = query["group_by"]
         columns = report_columns(group_by)
-        sums = [f"sum_{name}" for name in REPORT_SUMS]
+        sums = [f"sum_{name}" for name in ROLLUP_SUMS]
         grouped = spend_report(rows, group_by=group_by).values_list(*columns, *sums)
-        return csv_response("spend-report.csv", [*columns, *REPORT_SUMS], grouped.iterator(2_000))
+        return csv_response("spend-report.csv", [*columns, *ROLLUP_SUMS], grouped.iterator(2_000))

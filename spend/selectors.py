@@ -23,7 +23,6 @@ from spend.models import ROLLUP_BUCKET, ROLLUP_SUMS, BudgetAlert, DailySpend, Sp
 
 # A report groups by any of these (the API's names for the rollup's bucket), in this order.
 REPORT_DIMENSIONS: dict[str, str] = {column.removesuffix("_id"): column for column in ROLLUP_BUCKET}
-REPORT_SUMS = ROLLUP_SUMS
 
 
 def local_day_start(day: date) -> datetime:
@@ -90,18 +89,18 @@ def report_columns(group_by: Sequence[str]) -> list[str]:
 
 def spend_report(rows: QuerySet[DailySpend], *, group_by: Sequence[str]) -> QuerySet[Any]:
     """Sums of ``rows`` per group (``group_by``: names of ``REPORT_DIMENSIONS``), as dicts
-    with the groups' columns and ``sum_<name>`` for each of ``REPORT_SUMS``; ordered by day,
+    with the groups' columns and ``sum_<name>`` for each of ``ROLLUP_SUMS``; ordered by day,
     then by spend, largest first."""
     columns = report_columns(group_by)
-    sums = {f"sum_{name}": Sum(name) for name in REPORT_SUMS}
+    sums = {f"sum_{name}": Sum(name) for name in ROLLUP_SUMS}
     ordering: list[Any] = ["day"] if "day" in group_by else []
     ordering += [F("sum_spend").desc(), *columns]
     return rows.order_by().values(*columns).annotate(**sums).order_by(*ordering)
 
 
 def spend_totals(rows: QuerySet[DailySpend]) -> dict[str, Any]:
-    """``REPORT_SUMS`` over all of ``rows`` (zeros when there are none)."""
-    totals = rows.aggregate(**{name: Sum(name) for name in REPORT_SUMS})
+    """``ROLLUP_SUMS`` over all of ``rows`` (zeros when there are none)."""
+    totals = rows.aggregate(**{name: Sum(name) for name in ROLLUP_SUMS})
     return {name: value or 0 for name, value in totals.items()}
 
 

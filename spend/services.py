@@ -34,7 +34,7 @@ from hierarchy.models import Governed, Organization, Team, User
 from keys.models import VirtualKey
 from projects.models import Project
 from spend.models import ROLLUP_BUCKET, ROLLUP_SUMS, BudgetAlert, DailySpend, SpendLog
-from spend.selectors import local_day_bounds, spend_logs_started_before
+from spend.selectors import local_day_bounds, local_day_start, spend_logs_started_before
 
 logger = logging.getLogger(__name__)
 
@@ -464,7 +464,7 @@ def spend_logs_prune_cutoff(age: timedelta, now: datetime | None = None) -> date
     """The start of the local day ``age`` ago: pruning takes whole days, so a day's log is
     either all there (and its rollups can be rebuilt) or gone (and its rollups are kept)."""
     moment = (now or timezone.now()) - age
-    return local_day_bounds(moment.astimezone(gatehouse_timezone()).date())[0]
+    return local_day_start(moment.astimezone(gatehouse_timezone()).date())
 
 
 def spend_logs_prune(*, before: datetime, batch_size: int = 10_000) -> Iterator[int]:

@@ -7,20 +7,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
-from hierarchy.commands import MSG_OUT_EXISTS, MSG_OUT_IS_DIRECTORY, MSG_OUT_NO_DIRECTORY
+from hierarchy.commands import check_output_path
 from hierarchy.config_file import dump, export_document
 
 
 def _write(path: Path, text: str, *, force: bool) -> None:
     """``text`` at ``path``, whole or not at all; an existing file only with ``force``."""
-    if path.is_dir():
-        raise CommandError(MSG_OUT_IS_DIRECTORY.format(path=path))
-    if os.path.lexists(path) and not force:
-        raise CommandError(MSG_OUT_EXISTS.format(path=path))
-    if not path.parent.is_dir():
-        raise CommandError(MSG_OUT_NO_DIRECTORY.format(path=path, directory=path.parent))
+    check_output_path(path, force=force)
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
