@@ -192,6 +192,9 @@ class ScopedModelAdmin(admin.ModelAdmin):
 class ReadOnlyScopedModelAdmin(ScopedModelAdmin):
     """A scoped page nobody adds to, changes or deletes from (logs the system writes)."""
 
+    def managed(self, request: HttpRequest) -> QuerySet:
+        return self.model._default_manager.none()
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 

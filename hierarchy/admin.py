@@ -567,7 +567,6 @@ class AuditEntryAdmin(ReadOnlyScopedModelAdmin):
     organizations' entries); nobody adds, changes or deletes an entry."""
 
     visible_selector = staticmethod(audit_entries_visible_to)
-    managed_selector = staticmethod(lambda actor: AuditEntry.objects.none())
     list_display = ("at", "actor", "source", "action", "object_type", "object_id", "object_repr")
     list_filter = ("action", ObjectTypeFilter, "source")
     search_fields = ("=object_id", "=actor", "=actor_user_id", "=actor_key_id")
@@ -590,12 +589,12 @@ class AuditEntryAdmin(ReadOnlyScopedModelAdmin):
     readonly_fields = fields
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return bool(request.user.is_active and request.user.is_staff) and audit_log_readable_by(
-            request.user
-        )
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.has_module_permission(request)
+        # Asked several times per admin page (navigation, index): one query per request.
+        if not hasattr(request, "_audit_log_readable"):
+            request._audit_log_readable = super().has_module_permission(  # type: ignore[attr-defined]
+                request
+            ) and audit_log_readable_by(request.user)
+        return bool(request._audit_log_readable)  # type: ignore[attr-defined]
 
     @admin.display(description="changes")
     def changes_table(self, obj: AuditEntry) -> str:

@@ -13,11 +13,10 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import ScopedViewSet, StrictSerializer
+from config.api import CreatedCursorPagination, ScopedViewSet, StrictSerializer
 from config.api_fields import (
     GOVERNANCE_OUTPUT_FIELDS,
     GovernanceInput,
@@ -453,12 +452,9 @@ class AccessGroupViewSet(CrudViewSet):
 # --- the audit log (read-only) ------------------------------------------------------------------
 
 
-class AuditPagination(CursorPagination):
+class AuditPagination(CreatedCursorPagination):
     """Newest first; the position is the time, so a deep page costs what page 1 does."""
 
-    page_size = 50
-    max_page_size = 500
-    page_size_query_param = "page_size"
     ordering = ("-at", "-id")
 
 

@@ -80,10 +80,6 @@ _pending: ContextVar[list[AuditEntry] | None] = ContextVar("gatehouse_audit_pend
 # --- where a change comes from ------------------------------------------------------------------
 
 
-def current_source() -> str:
-    return _source.get()
-
-
 @contextmanager
 def source(value: str) -> Iterator[None]:
     """Record the changes made inside the block as coming from ``value`` (an AuditSource)."""
@@ -262,7 +258,7 @@ def _entries(
     label = actor.label
     user_id = str(actor.user.pk) if actor.user is not None else ""
     key_id = actor.key_id or ""
-    where = current_source()
+    where = _source.get()
     changed = list(changed)
     at = timezone.now()
     return [

@@ -40,7 +40,6 @@ class BudgetAlertAdmin(ReadOnlyScopedModelAdmin):
     changes or deletes them here."""
 
     visible_selector = staticmethod(budget_alerts_visible_to)
-    managed_selector = staticmethod(budget_alerts_visible_to)
 
     list_display = (
         "created_at",

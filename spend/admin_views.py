@@ -85,8 +85,8 @@ class Breakdown:
 
 def usage_view(request: HttpRequest) -> HttpResponse:
     actor = as_actor(request.user)
-    if request.user.is_anonymous or not user_has_staff_role(request.user):  # type: ignore[arg-type]
-        raise PermissionDenied
+    if not user_has_staff_role(request.user):  # type: ignore[arg-type]
+        raise PermissionDenied  # admin_view let in an active staff user: a role is needed too
     params = {name: request.GET.get(name, "").strip() for name in PARAMS}
     context: dict[str, Any] = {
         **admin.site.each_context(request),

@@ -11,11 +11,10 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers
 from rest_framework.decorators import action
-from rest_framework.pagination import CursorPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api import ScopedViewSet
+from config.api import CreatedCursorPagination, ScopedViewSet
 from config.api_fields import money_field
 from config.streaming import csv_response
 from spend.filters import DailySpendFilter, SpendLogFilter
@@ -39,12 +38,9 @@ MSG_GROUP_BY_UNKNOWN = "Unknown: {unknown}. Choose from: {known}."
 MSG_GROUP_BY_EMPTY = f"Name at least one of: {DIMENSIONS}."
 
 
-class SpendLogPagination(CursorPagination):
+class SpendLogPagination(CreatedCursorPagination):
     """Newest first; the position is the start time, so a deep page costs what page 1 does."""
 
-    page_size = 50
-    max_page_size = 500
-    page_size_query_param = "page_size"
     ordering = ("-started_at", "-id")
 
 
