@@ -67,7 +67,7 @@ def first_secret(response: Any) -> str:
 
 
 def test_no_plaintext_key_appears_anywhere_after_the_response_that_created_it(  # type: ignore[no-untyped-def]
-    client, proxy_admin, team, caplog
+    client, proxy_admin, team, caplog, capfd
 ):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="django")  # Django's own loggers stop at INFO
@@ -161,6 +161,7 @@ def test_no_plaintext_key_appears_anywhere_after_the_response_that_created_it(  
         f"{record.getMessage()} {record.args!r} {getattr(record, 'params', '')!r}"
         for record in caplog.records
     )
+    printed = "".join(capfd.readouterr())  # anything written to stdout or stderr
     later_text = "\n".join(later)
 
     # The places searched hold what they should: the keys' rows, their audit entries, the
@@ -178,4 +179,5 @@ def test_no_plaintext_key_appears_anywhere_after_the_response_that_created_it(  
     for plaintext in plaintexts:
         assert plaintext not in dump, "a plaintext key is stored in the database"
         assert plaintext not in logs, "a plaintext key is in the logs"
+        assert plaintext not in printed, "a plaintext key was printed"
         assert plaintext not in later_text, "a plaintext key is in a later answer"

@@ -53,6 +53,7 @@ def test_a_spend_writer_sends_the_alert_its_batch_raised_right_away(
         [body] = wait_until(receiver.bodies, 4)  # sooner than the writer's retry timer
     finally:
         writer.stop()
+    assert len(receiver.received) == 1  # none more once the writer drained and stopped
     assert (body["level"], body["object_id"], body["threshold"]) == ("key", key.pk, "soft")
     assert BudgetAlert.objects.get().delivered_at is not None
 

@@ -123,7 +123,7 @@ def test_a_changed_budget_crossed_again_stays_one_alert_per_period(key):
     assert BudgetAlert.objects.get().budget == SOFT
 
 
-def test_a_new_budget_period_raises_new_alerts(key):
+def test_a_new_budget_period_raises_new_alerts(key, receiver):
     set_budgets(key, budget_duration="1d", budget_reset_at=BOUNDARY + timedelta(days=1))
     spend_record_batch(records=[record(key, 12_000, AT)], now=AT)
     spend_record_batch(records=[record(key, 12_000, AT)], now=AT)
@@ -136,6 +136,14 @@ def test_a_new_budget_period_raises_new_alerts(key):
         ("soft", "2026-11-28T00:00:00+00:00", BOUNDARY + timedelta(days=1)),
         ("max", "2026-11-28T00:00:00+00:00", BOUNDARY + timedelta(days=1)),
         ("soft", "2026-11-29T00:00:00+00:00", BOUNDARY + timedelta(days=2)),
+    ]
+    # The receiver hears each of them once: one per threshold per period.
+    assert budget_alerts_deliver(url=receiver.url, now=next_day).delivered == 3
+    assert budget_alerts_deliver(url=receiver.url, now=next_day).attempted == 0
+    assert sorted((b["threshold"], b["period"]) for b in receiver.bodies()) == [
+        ("max", "2026-11-28T00:00:00+00:00"),
+        ("soft", "2026-11-28T00:00:00+00:00"),
+        ("soft", "2026-11-29T00:00:00+00:00"),
     ]
 
 
