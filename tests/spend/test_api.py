@@ -11,6 +11,7 @@ from collections import defaultdict
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -77,9 +78,21 @@ def test_report_totals_equal_the_sum_of_the_log_rows_for_the_same_filters(
     body = report.json()
     logs = all_logs(client, **filters)
 
-    zone = django_settings.GATEHOUSE_TIMEZONE
-    from zoneinfo import ZoneInfo
+    # The log answers exactly the calls the filters name, worked out here from the input.
+    def local_day(at: float) -> str:
+        return datetime.fromtimestamp(at, ZoneInfo(ZONE)).date().isoformat()
 
+    named = [
+        c.request_id
+        for c in calls
+        if project in (None, c.project_id)
+        and model in (None, c.model)
+        and (start is None or local_day(c.started_at) >= start)
+        and (end is None or local_day(c.started_at) <= end)
+    ]
+    assert sorted(r["request_id"] for r in logs) == sorted(named)
+
+    zone = django_settings.GATEHOUSE_TIMEZONE
     by_day: dict[date, list[Any]] = defaultdict(lambda: [0, 0, 0, 0, Decimal(0)])
     for row in logs:
         day = datetime.fromisoformat(row["started_at"]).astimezone(ZoneInfo(zone)).date()
@@ -317,6 +330,17 @@ def test_litellm_spend_logs_is_an_array_filtered_by_key_plaintext_or_hash(db, dj
         rows = client.get("/spend/logs", api_key=api_key).json()
         assert [row["request_id"] for row in rows] == [mine.request_id]
     assert all(plaintext not in str(row) for row in everything)
+
+
+def test_litellm_spend_logs_filters_by_project_and_team(db, django_settings):
+    ours, theirs = call(MIDNIGHTS[0], project="p1"), call(MIDNIGHTS[0] + 1, project="p2")
+    masters = call(MIDNIGHTS[0] + 2, project="")  # no project, no team
+    spend_record_batch(records=[ours, theirs, masters])
+    client = master()
+    by_project = client.get("/spend/logs", project_id="p1").json()
+    assert [row["request_id"] for row in by_project] == [ours.request_id]
+    by_team = client.get("/spend/logs", team_id="t1").json()
+    assert [row["request_id"] for row in by_team] == [theirs.request_id, ours.request_id]
 
 
 def test_litellm_spend_logs_has_a_bounded_default_limit(db, django_settings):
