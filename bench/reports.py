@@ -26,6 +26,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -240,6 +241,12 @@ def sql_timer(conn: Any, sql: str, params: Any) -> Callable[[], Any]:
     return lambda: conn.execute(sql, params).fetchall()
 
 
+def full_page(body: bytes) -> None:
+    """A page the timings counted holds ``PAGE_SIZE`` rows (not an empty, fast answer)."""
+    if len(json.loads(body)["results"]) != PAGE_SIZE:
+        raise SystemExit("bench: a log page is not full")
+
+
 def deep_cursor(server: Server, params: dict[str, Any]) -> str:
     """The cursor of page ``DEEP_PAGES``, reached by following ``next`` like a client."""
     body = server.get("/api/v1/spend/logs/", **params)
@@ -324,27 +331,47 @@ def main() -> int:
                 "start_date": month_start,
                 "end_date": last_day,
             }
-            report_ms = timed(
-                lambda: server.get(
+
+            def report() -> bytes:
+                return server.get(
                     "/api/v1/spend/report/",
                     group_by="day",
                     project_id=project,
                     start_date=month_start,
                     end_date=last_day,
                 )
-            )
+
+            report_ms = timed(report)
             bounds = (f"{month_start}T00:00:00Z", f"{last_day + timedelta(days=1)}T00:00:00Z")
-            report_raw_ms = timed(
-                sql_timer(
-                    conn,
-                    "SELECT (started_at AT TIME ZONE 'UTC')::date, count(*) FILTER (WHERE "
-                    "status = 'success'), count(*) FILTER (WHERE status = 'failure'), "
-                    "sum(prompt_tokens), sum(completion_tokens), sum(cost) FROM spend_spendlog "
-                    "WHERE project_id = %s AND started_at >= %s AND started_at < %s "
-                    "GROUP BY 1 ORDER BY 1",
-                    [project, *bounds],
-                )
+            raw_report = sql_timer(
+                conn,
+                "SELECT (started_at AT TIME ZONE 'UTC')::date, count(*) FILTER (WHERE "
+                "status = 'success'), count(*) FILTER (WHERE status = 'failure'), "
+                "sum(prompt_tokens), sum(completion_tokens), sum(cost) FROM spend_spendlog "
+                "WHERE project_id = %s AND started_at >= %s AND started_at < %s "
+                "GROUP BY 1 ORDER BY 1",
+                [project, *bounds],
             )
+            report_raw_ms = timed(raw_report)
+            # The fast answer is the right one: the report's days equal the raw log's.
+            answered = json.loads(report(), parse_float=Decimal)["results"]
+            expected = [
+                (str(day), ok, failed, prompt, completion, cost)
+                for day, ok, failed, prompt, completion, cost in raw_report()
+            ]
+            got = [
+                (
+                    r["day"],
+                    r["requests_ok"],
+                    r["requests_failed"],
+                    r["prompt_tokens"],
+                    r["completion_tokens"],
+                    r["spend"],
+                )
+                for r in answered
+            ]
+            if got != expected:
+                raise SystemExit("bench: the report differs from the raw log")
             table.append(
                 (
                     "month report, 1 project",
@@ -372,6 +399,7 @@ def main() -> int:
                 return run
 
             page1_ms = timed(lambda: server.get("/api/v1/spend/logs/", **logs))
+            full_page(server.get("/api/v1/spend/logs/", **logs))
             table.append(
                 (
                     "log page 1, 1 project, 30 days",
@@ -383,6 +411,7 @@ def main() -> int:
             )
             cursor = deep_cursor(server, logs)
             deep_ms = timed(lambda: server.get("/api/v1/spend/logs/", **logs, cursor=cursor))
+            full_page(server.get("/api/v1/spend/logs/", **logs, cursor=cursor))
             deep_offset = DEEP_PAGES * PAGE_SIZE
             table.append(
                 (
@@ -447,6 +476,7 @@ def main() -> int:
     base_small_rows, base_small_mb = baseline_export(database_url, small_start, end)
     base_big_rows, base_big_mb = baseline_export(database_url, big_start, end)
     assert (base_small_rows, base_big_rows) == (small_rows, big_rows), "exports differ"
+    assert 90_000 < small_rows < 150_000 and 900_000 < big_rows < 1_200_000, "export sizes"
 
     print()
     print(
