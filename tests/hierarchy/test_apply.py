@@ -536,3 +536,22 @@ def test_prune_refuses_to_delete_a_managed_project_holding_a_key_made_elsewhere(
         in str(raised.value).splitlines()
     )
     assert database_rows() == before
+
+
+def test_a_bad_file_leaves_an_applied_configuration_as_it_was(tmp_path: Path) -> None:
+    """A valid change made first (the organization's budget) is rolled back with a later
+    error (a project given a model its team does not have): the earlier state stays whole."""
+    apply_config(tmp_path)
+    before = database_rows()
+    org_budget, flights_models = "    max_budget: 1000\n", "        models: [gpt-4o]\n"
+    assert org_budget in CONFIG and flights_models in CONFIG
+    text = CONFIG.replace(org_budget, "    max_budget: 900\n").replace(
+        flights_models, "        models: [claude-3-5-haiku]\n"
+    )
+
+    with pytest.raises(CommandError) as raised:
+        run(write(tmp_path, text), "--keys-out", str(tmp_path / "more-keys.csv"))
+
+    assert "teams[0].projects[0].models" in str(raised.value)
+    assert "nothing was changed" in str(raised.value)
+    assert database_rows() == before
