@@ -24,6 +24,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import orjson
 from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Count, F, Q, Sum
@@ -295,10 +296,31 @@ def budget_alert_period(period_end: datetime | None) -> str:
     return period_end.astimezone(UTC).isoformat()
 
 
+def _recordset(names: Sequence[str], types: Sequence[str]) -> str:
+    """PostgreSQL: rows sent as one JSON array (see ``_json_rows``), typed as a relation ``v``.
+    One text parameter costs far less to send than an array per column, whose elements the
+    driver would format one by one in Python."""
+    columns = ", ".join(f"{name} {kind}" for name, kind in zip(names, types, strict=True))
+    return f"json_to_recordset(%s::json) AS v({columns})"
+
+
+def _json_rows(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Rows as JSON objects; decimals as strings, so that numeric columns get them exactly."""
+    return orjson.dumps(
+        [dict(zip(names, row, strict=True)) for row in rows], default=_json_default
+    ).decode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    raise TypeError(f"{value.__class__.__name__} is not JSON serializable")
+
+
 def _write_spend(
     model: type[models.Model], updates: list[tuple[Any, ...]], set_last_used: bool
 ) -> None:
-    """One statement for all rows on PostgreSQL (arrays unnested into a join); row by row
+    """One statement for all rows on PostgreSQL (a JSON recordset joined in); row by row
     elsewhere."""
     table, pk_column = model._meta.db_table, model._meta.pk.column
     columns = ["spend", "model_spend", "budget_reset_at"]
@@ -306,18 +328,13 @@ def _write_spend(
         columns.append("last_used_at")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            types = ["text", "numeric", "jsonb", "timestamptz", "timestamptz"]
             names = ["pk", *columns]
-            arrays = [
-                [json.dumps(row[i]) if name == "model_spend" else row[i] for row in updates]
-                for i, name in enumerate(names)
-            ]
-            unnest = ", ".join(f"%s::{types[i]}[]" for i in range(len(names)))
+            types = ["text", "numeric", "jsonb", "timestamptz", "timestamptz"][: len(names)]
             assignments = ", ".join(f"{name} = v.{name}" for name in columns)
             cursor.execute(
-                f"UPDATE {table} AS t SET {assignments} FROM unnest({unnest}) "
-                f"AS v({', '.join(names)}) WHERE t.{pk_column} = v.pk",
-                arrays,
+                f"UPDATE {table} AS t SET {assignments} FROM {_recordset(names, types)} "
+                f"WHERE t.{pk_column} = v.pk",
+                [_json_rows(names, updates)],
             )
             return
         values = _prepared(model, columns, [row[1:] for row in updates])
@@ -399,12 +416,10 @@ def _add_daily(records: Sequence[CallRecord]) -> None:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             types = ["date", *["text"] * 5, *["bigint"] * 4, "numeric"]
-            arrays = [[row[i] for row in rows] for i in range(len(columns))]
-            unnest = ", ".join(f"%s::{kind}[]" for kind in types)
             cursor.execute(
-                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM unnest({unnest}) "
-                + conflict,
-                arrays,
+                f"INSERT INTO {table} ({', '.join(columns)}) SELECT * FROM "
+                f"{_recordset(columns, types)} " + conflict,
+                [_json_rows(columns, rows)],
             )
             return
         marks = ", ".join(["%s"] * len(columns))

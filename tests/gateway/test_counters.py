@@ -12,6 +12,7 @@ from gateway.counters import (
     BUDGET,
     COUNTER_MAX,
     REQUESTS,
+    RESERVATION_TTL,
     TOKENS,
     Check,
     LocalCounters,
@@ -111,6 +112,28 @@ def test_client_selects_the_database_named_in_the_url(redis_server):
     import redis
 
     assert redis.Redis(port=redis_server.port, db=3).get("gh:test") == b"7"
+
+
+def test_a_reservation_expires_unless_settled_within_its_ttl(redis_server):
+    """A dead process's reservations go away after RESERVATION_TTL; each settle pushes the
+    expiry of a reservation still in use back to the full TTL."""
+
+    async def scenario():
+        counters = RedisCounters(redis_server.url, settle_interval=0.01)
+        budget = Check(BUDGET, "gh:b:project:p9:0", 1000, 40, 0, 0)
+        first = await counters.admit([budget])
+        await counters.admit([budget])  # a second call still holds its reservation
+        redis = redis_server.client()
+        assert 0 < redis.ttl("gh:b:project:p9:0:r") <= RESERVATION_TTL
+        assert redis.ttl("gh:b:project:p9:0:s") == -1  # spend lasts as long as its period
+        redis.expire("gh:b:project:p9:0:r", 5)
+        counters.settle(settle_ops(first, 10, 0))
+        await counters.flush()
+        assert redis.get("gh:b:project:p9:0:r") == "40"
+        assert RESERVATION_TTL - 5 < redis.ttl("gh:b:project:p9:0:r") <= RESERVATION_TTL
+        await counters.close()
+
+    run(scenario())
 
 
 def test_in_process_counters_forget_expired_windows():
