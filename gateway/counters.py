@@ -16,6 +16,7 @@ same in process memory when no Redis is configured (embedded, one process).
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from collections.abc import Sequence
@@ -151,7 +152,7 @@ class LocalCounters:
         admission = _decide(values, checks)
         if admission.ok:
             for check, reserved in zip(checks, admission.reserved, strict=True):
-                if check.kind == BUDGET:
+                if check.kind == BUDGET:  # one process: holding is admitting, no refresh
                     self._add(check.key + ":r", reserved, -RESERVATION_TTL, now)
                 else:
                     self._add(check.key, check.amount, check.ttl, now)
@@ -179,8 +180,10 @@ class LocalCounters:
 # checks [kind, key, limit, amount, "seed", ttl] (cjson decodes in C: a third less of Redis's
 # time than splitting strings in Lua). Each admission reads all its counters with one MGET
 # (a redis.call costs more than the rest of a check), then counts with one INCRBY per check.
-# A reservation counter expires RESERVATION_TTL after it was created or last settled, so the
-# reservations of a process that died go away. Returns one entry per admission:
+# A reservation counter expires RESERVATION_TTL after it was created, settled or refreshed
+# (RedisCounters refreshes those its calls hold), so a process that died leaves reservations
+# behind only until no process touches that counter for RESERVATION_TTL. Returns one entry per
+# admission:
 # {0, failed index} or {1, used value per check}. Lua numbers are doubles: counters are
 # exact up to 2^53 (9 million USD in nano-USD).
 SCRIPT = """
@@ -289,7 +292,14 @@ class RedisCounters:
 
     MAX_SENDS = 2
 
-    def __init__(self, url: str, *, timeout: float = 0.5, settle_interval: float = 0.05) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 0.5,
+        settle_interval: float = 0.05,
+        refresh_interval: float = RESERVATION_TTL / 3,
+    ) -> None:
         self.client = RespClient(url, timeout=timeout)
         self.settle_interval = settle_interval
         self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
@@ -298,6 +308,12 @@ class RedisCounters:
         self.scheduled = False
         self.settle_timer: asyncio.TimerHandle | None = None
         self.settles_due = False
+        # Reservation counters this process holds reservations on, with the number of calls
+        # holding one: their expiry is pushed back every ``refresh_interval`` while any is
+        # in flight, so only the reservations of a process that died expire.
+        self.held: collections.Counter[str] = collections.Counter()
+        self.refresh_interval = refresh_interval
+        self.refresh_timer: asyncio.TimerHandle | None = None
 
     async def admit(self, checks: Sequence[Check]) -> Admission:
         loop = asyncio.get_running_loop()
@@ -309,6 +325,11 @@ class RedisCounters:
     def settle(self, ops: list[tuple[str, int, int]]) -> None:
         if not ops:
             return
+        for key, delta, _ in ops:
+            if delta < 0 and key in self.held:  # a reservation released
+                self.held[key] -= 1
+                if not self.held[key]:
+                    del self.held[key]
         add_settles(self.settles, ops)
         if self.settle_timer is None:
             loop = asyncio.get_running_loop()
@@ -378,10 +399,35 @@ class RedisCounters:
             if reply[0] == 0:
                 future.set_result(Admission(ok=False, checks=checks, failed=int(reply[1])))
             else:
-                future.set_result(_decide([int(v) for v in reply[1:]], checks))
+                admission = _decide([int(v) for v in reply[1:]], checks)
+                self._hold(admission)
+                future.set_result(admission)
+
+    def _hold(self, admission: Admission) -> None:
+        for check, reserved in zip(admission.checks, admission.reserved, strict=True):
+            if reserved and check.kind == BUDGET:
+                self.held[check.key + ":r"] += 1
+        if self.held and self.refresh_timer is None:
+            loop = asyncio.get_running_loop()
+            self.refresh_timer = loop.call_later(self.refresh_interval, self._refresh, loop)
+
+    def _refresh(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Push back the expiry of every reservation counter a call of this process holds."""
+        self.refresh_timer = None
+        if not self.held:
+            return
+        add_settles(self.settles, [(key, 0, -RESERVATION_TTL) for key in self.held])
+        for key in self.held:
+            self.settles[key][1] = -RESERVATION_TTL
+        self.settles_due = True
+        self._schedule(loop)
+        self.refresh_timer = loop.call_later(self.refresh_interval, self._refresh, loop)
 
     async def flush(self) -> None:
         """Send the settles still waiting (shutdown)."""
+        if self.refresh_timer is not None:
+            self.refresh_timer.cancel()
+            self.refresh_timer = None
         if self.settle_timer is not None:
             self.settle_timer.cancel()
             self.settle_timer = None

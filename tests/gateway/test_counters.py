@@ -114,23 +114,45 @@ def test_client_selects_the_database_named_in_the_url(redis_server):
     assert redis.Redis(port=redis_server.port, db=3).get("gh:test") == b"7"
 
 
-def test_a_reservation_expires_unless_settled_within_its_ttl(redis_server):
-    """A dead process's reservations go away after RESERVATION_TTL; each settle pushes the
-    expiry of a reservation still in use back to the full TTL."""
+def test_a_settle_pushes_back_the_expiry_of_a_reservation_counter(redis_server):
+    """A reservation counter expires RESERVATION_TTL after its last touch (what a process
+    that died leaves behind); a settle of it pushes the expiry back."""
 
     async def scenario():
-        counters = RedisCounters(redis_server.url, settle_interval=0.01)
-        budget = Check(BUDGET, "gh:b:project:p9:0", 1000, 40, 0, 0)
+        counters = RedisCounters(redis_server.url)  # no refresh within this test
+        budget = Check(BUDGET, "gh:b:project:p8:0", 1000, 40, 0, 0)
         first = await counters.admit([budget])
-        await counters.admit([budget])  # a second call still holds its reservation
+        await counters.admit([budget])  # still running when the first settles
         redis = redis_server.client()
-        assert 0 < redis.ttl("gh:b:project:p9:0:r") <= RESERVATION_TTL
-        assert redis.ttl("gh:b:project:p9:0:s") == -1  # spend lasts as long as its period
-        redis.expire("gh:b:project:p9:0:r", 5)
+        assert 0 < redis.ttl("gh:b:project:p8:0:r") <= RESERVATION_TTL
+        assert redis.ttl("gh:b:project:p8:0:s") == -1  # spend lasts as long as its period
+        redis.expire("gh:b:project:p8:0:r", 5)
         counters.settle(settle_ops(first, 10, 0))
         await counters.flush()
+        assert redis.get("gh:b:project:p8:0:r") == "40"
+        assert RESERVATION_TTL - 5 < redis.ttl("gh:b:project:p8:0:r") <= RESERVATION_TTL
+        await counters.close()
+
+    run(scenario())
+
+
+def test_a_reservation_counter_held_by_a_running_call_does_not_expire(redis_server):
+    async def scenario():
+        counters = RedisCounters(redis_server.url, refresh_interval=0.05)
+        budget = Check(BUDGET, "gh:b:project:p9:0", 1000, 40, 0, 0)
+        running = await counters.admit([budget])  # a long stream: no settle for a long time
+        redis = redis_server.client()
+        redis.expire("gh:b:project:p9:0:r", 5)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while redis.ttl("gh:b:project:p9:0:r") <= 5:
+            assert loop.time() < deadline, "the held reservation counter was not refreshed"
+            await asyncio.sleep(0.01)
         assert redis.get("gh:b:project:p9:0:r") == "40"
-        assert RESERVATION_TTL - 5 < redis.ttl("gh:b:project:p9:0:r") <= RESERVATION_TTL
+        counters.settle(settle_ops(running, 10, 0))
+        await counters.flush()
+        assert counters.held == {}  # nothing held any more: nothing to refresh
+        assert redis.get("gh:b:project:p9:0:r") == "0"
         await counters.close()
 
     run(scenario())

@@ -185,8 +185,8 @@ def test_spend_shows_in_project_info_within_a_second(world, start_gateway):
         ).json()
         return info["spend"], info["model_spend"].get("gpt-4o", 0)
 
-    # A first call while the process warms up: its spend writer starts beside it and Django
-    # loads its views on the first management request. The promise is about a running one.
+    # A first call while the process warms up (its spend-writer process starts beside it and
+    # may still be loading Django): the promise is about a running gateway.
     assert spend() == (0, 0)
     assert gateway.chat(world.plaintext).status_code == 200
     first = wait_until(lambda: spend()[0] > 0 and spend(), 10)

@@ -68,7 +68,13 @@ def test_the_production_command_serves_from_several_workers_on_one_port(
         assert ready == {"status": "healthy", "db": "connected", "cache": "redis connected"}
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=60) in (0, -signal.SIGTERM), log.read_text()
+        try:
+            stopped = server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+            raise
+    assert stopped in (0, -signal.SIGTERM), log.read_text()
     assert log.read_text().count("Application shutdown complete.") == 2
     assert set(statuses) == {200}
     assert SpendLog.objects.count() == len(statuses)
