@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import signal
 import socket
 import statistics
@@ -20,7 +21,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,45 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
                 return
         time.sleep(0.1)
     raise SystemExit(f"bench: nothing listens on port {port}")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def find_processes(*, named: str = "", parent: int = 0) -> list[int]:
+    """Processes whose command line starts with ``named``, or whose parent is ``parent``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            continue
+        if (named and command.startswith(named)) or (parent and ppid == parent):
+            found.append(int(entry.name))
+    return found
+
+
+Groups = dict[str, Callable[[], list[int]]]  # a column of the CPU table → its processes now
+
+
+def cpu_sample(groups: Groups) -> dict[str, float]:
+    """CPU seconds used so far per group of processes, and by the children waited for (wrk)."""
+    sample = {name: sum(cpu_seconds(pid) for pid in find()) for name, find in groups.items()}
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sample["wrk"] = children.ru_utime + children.ru_stime
+    return sample
 
 
 def setup_django(database_url: str, redis_url: str) -> None:
@@ -136,6 +177,7 @@ class Run:
     p99_ms: float
     requests: int
     non_2xx: int
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group
 
 
 UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
@@ -157,7 +199,7 @@ def parse_wrk(output: str) -> Run:
     return Run(rps, latency("50"), latency("99"), requests, int(non.group(1)) if non else 0)
 
 
-def wrk(url: str, script: Path, connections: int, seconds: int) -> Run:
+def wrk(url: str, script: Path, connections: int, seconds: int, groups: Groups) -> Run:
     command = [
         "wrk",
         "-t1",
@@ -168,7 +210,12 @@ def wrk(url: str, script: Path, connections: int, seconds: int) -> Run:
         str(script),
         url,
     ]
-    return parse_wrk(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
+    before = cpu_sample(groups)
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    after = cpu_sample(groups)
+    run = parse_wrk(output)
+    run.cpu = {name: after[name] - before[name] for name in after}
+    return run
 
 
 def wrk_script(keys: list[str], folder: Path, name: str) -> Path:
@@ -200,21 +247,25 @@ def median(runs: list[Run]) -> Run:
         statistics.median(r.p99_ms for r in runs),
         sum(r.requests for r in runs),
         sum(r.non_2xx for r in runs),
+        {name: sum(r.cpu[name] for r in runs) for name in runs[0].cpu},
     )
 
 
+Target = tuple[str, str, Path, Groups]  # name, URL, wrk script, processes to account
+
+
 def interleaved_runs(
-    targets: list[tuple[str, str, Path]], connections: int, seconds: int, repeat: int
+    targets: list[Target], connections: int, seconds: int, repeat: int
 ) -> dict[str, Run]:
     """Median of ``repeat`` runs per target, the targets taking turns in each round, so that a
     machine that speeds up or slows down during the benchmark weighs on all of them alike."""
-    for _, url, script in targets:
-        wrk(url, script, connections, 2)  # warm-up, not counted
-    runs: dict[str, list[Run]] = {name: [] for name, _, _ in targets}
+    for _, url, script, groups in targets:
+        wrk(url, script, connections, 2, groups)  # warm-up, not counted
+    runs: dict[str, list[Run]] = {name: [] for name, _, _, _ in targets}
     for round_ in range(1, repeat + 1):
         print(f"  wrk -c{connections}, round {round_}/{repeat} ...", flush=True)
-        for name, url, script in targets:
-            runs[name].append(wrk(url, script, connections, seconds))
+        for name, url, script, groups in targets:
+            runs[name].append(wrk(url, script, connections, seconds, groups))
     return {name: median(found) for name, found in runs.items()}
 
 
@@ -238,6 +289,22 @@ def served_2xx(metrics_url: str, timeout: float = 30) -> int:
         for s, n in re.findall(r'gatehouse_calls_total\{status="(\d+)"\} (\d+)', text)
         if s.startswith("2")
     )
+
+
+CPU_COLUMNS = ("server", "spend writer", "Redis", "PostgreSQL", "fake upstream", "wrk")
+
+
+def print_cpu_table(runs: list[tuple[str, Run]]) -> None:
+    """CPU time per call at 50 connections, per process: steadier than req/s on a machine
+    whose speed drifts, and it shows where a call's cost goes (all share the same cores)."""
+    print("\nCPU per call at 50 connections, microseconds (all runs of a target together)")
+    header = f"| {'target':<24} |" + "".join(f" {c:>13} |" for c in (*CPU_COLUMNS, "total"))
+    print(header)
+    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    for name, run in runs:
+        per_call = [run.cpu.get(column, 0.0) / run.requests * 1e6 for column in CPU_COLUMNS]
+        cells = "".join(f" {value:>13.0f} |" for value in (*per_call, sum(per_call)))
+        print(f"| {name:<24} |{cells}")
 
 
 def main() -> int:
@@ -296,15 +363,28 @@ def main() -> int:
         wait_for(f"http://127.0.0.1:{gateway_port}/health/liveliness")
         hot = wrk_script(keys[:1], folder, "hot")
         spread = wrk_script(keys, folder, "many")
-        targets = [
-            ("fake upstream, direct", f"{upstream_url}/chat/completions", hot),
-            ("bare aiohttp hop", f"http://127.0.0.1:{hop_port}/", hot),
-            ("gateway, 1 hot key", f"http://127.0.0.1:{gateway_port}/v1/chat/completions", hot),
+        upstream, hop = processes[0].pid, processes[1].pid
+        shared: Groups = {
+            "Redis": lambda: find_processes(named="redis-server"),
+            "PostgreSQL": lambda: find_processes(named="postgres"),
+            "fake upstream": lambda: [upstream],
+        }
+        gateway_groups: Groups = {
+            "server": lambda: [gateway.pid],
+            "spend writer": lambda: find_processes(parent=gateway.pid),
+            **shared,
+        }
+        gateway_url = f"http://127.0.0.1:{gateway_port}/v1/chat/completions"
+        targets: list[Target] = [
+            ("fake upstream, direct", f"{upstream_url}/chat/completions", hot, shared),
             (
-                f"gateway, {args.keys} keys",
-                f"http://127.0.0.1:{gateway_port}/v1/chat/completions",
-                spread,
+                "bare aiohttp hop",
+                f"http://127.0.0.1:{hop_port}/",
+                hot,
+                {"server": lambda: [hop], **shared},
             ),
+            ("gateway, 1 hot key", gateway_url, hot, gateway_groups),
+            (f"gateway, {args.keys} keys", gateway_url, spread, gateway_groups),
         ]
         results: dict[tuple[str, int], Run] = {}
         for connections in (50, 1):
@@ -329,7 +409,7 @@ def main() -> int:
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     failures: list[str] = []
-    for name, _, _ in targets:
+    for name, _, _, _ in targets:
         many, one = results[(name, 50)], results[(name, 1)]
         added = one.p50_ms - direct1.p50_ms
         print(
@@ -339,6 +419,7 @@ def main() -> int:
         if many.non_2xx or one.non_2xx:
             failures.append(f"{name}: {many.non_2xx + one.non_2xx} non-2xx answers")
     hop_added = hop1.p50_ms - direct1.p50_ms
+    print_cpu_table([(name, results[(name, 50)]) for name, _, _, _ in targets])
     print(f"\nSpend rows after the final flush: {rows}; gateway 2xx answers: {expected}")
     if rows != expected:
         failures.append(f"spend rows {rows} != 2xx answers {expected}")
