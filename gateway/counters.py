@@ -416,9 +416,8 @@ class RedisCounters:
         self.refresh_timer = None
         if not self.held:
             return
-        add_settles(self.settles, [(key, 0, -RESERVATION_TTL) for key in self.held])
-        for key in self.held:
-            self.settles[key][1] = -RESERVATION_TTL
+        for key in self.held:  # an expiry-only settle, or one already waiting made one
+            self.settles.setdefault(key, [0, 0])[1] = -RESERVATION_TTL
         self.settles_due = True
         self._schedule(loop)
         self.refresh_timer = loop.call_later(self.refresh_interval, self._refresh, loop)
