@@ -182,3 +182,23 @@ def test_per_model_periods_sit_on_a_fixed_grid_whenever_a_process_started():
     assert later.own_period("30d", inside + 5 * 86_400) == (tag, end)
     assert end - inside > 86_400  # a 30-day period does not end at the next midnight
     assert later.own_period("30d", end)[0] != tag
+
+
+@pytest.mark.django_db
+def test_spend_log_rows_pay_only_for_the_indexes_that_lookups_use():
+    """Every spend row updates every index of the log: no LIKE (pattern_ops) index, which
+    Django adds beside a text field's own on PostgreSQL and no lookup here would use."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("pattern_ops indexes exist only on PostgreSQL")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s",
+            [SpendLog._meta.db_table],
+        )
+        indexes = dict(cursor.fetchall())
+    assert not [name for name, sql in indexes.items() if "pattern_ops" in sql]
+    unique = [sql for sql in indexes.values() if "UNIQUE" in sql]
+    assert any("(request_id)" in sql for sql in unique)
+    assert any("(key_hash)" in sql for sql in indexes.values())
