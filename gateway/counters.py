@@ -11,6 +11,15 @@ token allowance and settles to the tokens really used.
 ``RedisCounters`` sends everything that queued up during one event-loop tick as one Lua
 script call (admissions of many requests plus pending settles); ``LocalCounters`` does the
 same in process memory when no Redis is configured (embedded, one process).
+
+Budget leases (``RedisCounters``): while a budget has plenty left, an admission that goes to
+Redis for it also reserves a lease, a few dozen more calls' reservations, which later calls
+of the same process take their reservations from without sending that budget to Redis (rate
+limits are always counted in Redis, exact across processes). A lease is a reservation like
+any other, so the rule and its bound above hold unchanged. It is granted only while it is at
+most 1/LEASE_SHARE of what is left: near the limit every call reserves in Redis as without
+leases. A lease unused for ``lease_idle`` seconds, one whose budget limit changed, and every
+lease at shutdown are given back.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ RESERVATION_TTL = 900
 # to AMOUNT_MAX (9 million dollars, or tokens, in one call). Clamping changes no decision.
 COUNTER_MAX = 2**62
 AMOUNT_MAX = 2**53
+LEASE_CALLS = 32  # a lease asks for this many reservations of the call that takes it
+LEASE_SHARE = 50  # granted only while what is left is at least this many times the lot
 
 
 def clamp(value: int, bound: int = COUNTER_MAX) -> int:
@@ -51,6 +62,7 @@ class Check(NamedTuple):
     amount: int  # reservation (nano-USD), 1 request, or reserved tokens
     seed: int  # a budget's spend in the database, used when Redis has none yet
     ttl: int  # seconds; 0 = no expiry
+    lease: int = 0  # budgets in Redis: a lease asked for beyond this call's reservation
 
 
 @dataclass(slots=True)
@@ -177,15 +189,17 @@ class LocalCounters:
 
 # ARGV[1]: the settles, a JSON array of [key, delta, ttl] (ttl > 0: set when the counter is
 # new; ttl < 0: set to -ttl every time); ARGV[2...]: one admission each, a JSON array of its
-# checks [kind, key, limit, amount, "seed", ttl] (cjson decodes in C: a third less of Redis's
-# time than splitting strings in Lua). Each admission reads all its counters with one MGET
+# checks [kind, key, limit, amount, "seed", ttl, lease] (cjson decodes in C: a third less of
+# Redis's time than splitting strings in Lua). Each admission reads all its counters with one MGET
 # (a redis.call costs more than the rest of a check), then counts with one INCRBY per check.
 # A reservation counter expires RESERVATION_TTL after it was created, settled or refreshed
 # (RedisCounters refreshes those its calls hold), so a process that died leaves reservations
 # behind only until no process touches that counter for RESERVATION_TTL. Returns one entry per
 # admission:
-# {0, failed index} or {1, used value per check}. Lua numbers are doubles: counters are
-# exact up to 2^53 (9 million USD in nano-USD).
+# {0, failed index} or {1, used value per check, then what each budget check that asked for a
+# lease reserved}. A lease is granted, with the call's own reservation, while what is left is
+# at least LEASE_SHARE times both; otherwise only the call's reservation is (capped at what is
+# left). Lua numbers are doubles: counters are exact up to 2^53 (9 million USD in nano-USD).
 SCRIPT = """
 if #ARGV[1] > 2 then
   for _, op in ipairs(cjson.decode(ARGV[1])) do
@@ -209,7 +223,8 @@ for a = 2, #ARGV do
       names[#names + 1] = f[2]
     end
   end
-  local got = redis.call('MGET', unpack(names))
+  local got = {}
+  if #names > 0 then got = redis.call('MGET', unpack(names)) end
   local values, failed, n = {}, 0, 1
   for c = 1, #checks do
     local f = checks[c]
@@ -236,11 +251,16 @@ for a = 2, #ARGV do
   if failed > 0 then
     out[#out + 1] = {0, failed - 1}
   else
-    local reply = {1}
+    local reply, grants = {1}, {}
     for c = 1, #checks do
       local f = checks[c]
       if f[1] == 'b' then
-        local amount = math.min(f[4], f[3] - values[c])
+        local left = f[3] - values[c]
+        local amount = math.min(f[4], left)
+        if f[7] > 0 then
+          if left >= LEASE_SHARE * (f[4] + f[7]) then amount = f[4] + f[7] end
+          grants[#grants + 1] = amount
+        end
         if amount > 0 then
           local reserved = f[2] .. ':r'
           if redis.call('INCRBY', reserved, amount) == amount then
@@ -253,15 +273,18 @@ for a = 2, #ARGV do
       end
       reply[c + 1] = values[c]
     end
+    for g = 1, #grants do reply[#reply + 1] = grants[g] end
     out[#out + 1] = reply
   end
 end
 return out
-""".replace("RESERVATION_TTL", str(RESERVATION_TTL))
+""".replace("RESERVATION_TTL", str(RESERVATION_TTL)).replace("LEASE_SHARE", str(LEASE_SHARE))
 
 
 def encode_checks(checks: Sequence[Check]) -> bytes:
-    return orjson.dumps([(c.kind, c.key, c.limit, c.amount, str(c.seed), c.ttl) for c in checks])
+    return orjson.dumps(
+        [(c.kind, c.key, c.limit, c.amount, str(c.seed), c.ttl, c.lease) for c in checks]
+    )
 
 
 Settles = dict[str, list[int]]  # counter key → [summed delta, ttl]: one INCRBY per counter
@@ -282,13 +305,29 @@ def encode_settles(settles: Settles) -> bytes:
     )
 
 
+@dataclass(slots=True)
+class Lease:
+    """Part of a budget reserved in Redis by this process for its next calls."""
+
+    limit: int  # the budget's limit when the lease was granted
+    left: int = 0
+    used_at: float = 0.0  # monotonic
+
+
+def lease_ask(check: Check) -> Check:
+    """A budget check as sent to Redis: asking for a lease of LEASE_CALLS reservations."""
+    if check.kind != BUDGET or check.amount <= 0:
+        return check
+    return check._replace(lease=min(LEASE_CALLS * check.amount, AMOUNT_MAX - check.amount))
+
+
 class RedisCounters:
     """Shared counters in Redis: one script call per event-loop tick carries every admission
     that queued up in that tick; settles collect for ``settle_interval`` and then ride with the
     next call (so a lone admission's latency does not include settling earlier calls). Up to
     ``MAX_SENDS`` script calls are on their way at once (pipelined on one connection, so
     Redis runs them in order): the next tick's admissions need not wait for the previous
-    reply."""
+    reply. Budget leases: see the module's docstring."""
 
     MAX_SENDS = 2
 
@@ -299,10 +338,11 @@ class RedisCounters:
         timeout: float = 0.5,
         settle_interval: float = 0.05,
         refresh_interval: float = RESERVATION_TTL / 3,
+        lease_idle: float = 1.0,
     ) -> None:
         self.client = RespClient(url, timeout=timeout)
         self.settle_interval = settle_interval
-        self.pending: list[tuple[Sequence[Check], asyncio.Future[Admission]]] = []
+        self.pending: list[tuple[Sequence[Check], asyncio.Future[list[int]]]] = []
         self.settles: Settles = {}  # summed per counter until sent
         self.senders: set[asyncio.Task[None]] = set()  # script calls in flight
         self.scheduled = False
@@ -314,26 +354,127 @@ class RedisCounters:
         self.held: collections.Counter[str] = collections.Counter()
         self.refresh_interval = refresh_interval
         self.refresh_timer: asyncio.TimerHandle | None = None
+        self.leases: dict[str, Lease] = {}  # budget counter key → this process's lease
+        self.asking: set[str] = set()  # budgets with an ask for a lease on its way
+        self.lease_idle = lease_idle
+        self.lease_timer: asyncio.TimerHandle | None = None
 
     async def admit(self, checks: Sequence[Check]) -> Admission:
+        """Budgets this process holds a big enough lease of are taken from the lease; the
+        other checks go to Redis (an empty admission too: a call is never admitted without
+        Redis answering)."""
+        now = time.monotonic()
+        reserved = [0] * len(checks)
+        remote: list[Check] = []
+        positions: list[int] = []  # remote check → its index in ``checks``
+        for index, check in enumerate(checks):
+            if check.kind == BUDGET:
+                lease = self.leases.get(check.key)
+                if lease is not None and lease.limit != check.limit:
+                    self._give_back(check.key)  # the budget changed since it was granted
+                elif lease is not None and lease.left >= check.amount and lease.left > 0:
+                    lease.left -= check.amount
+                    lease.used_at = now
+                    reserved[index] = check.amount
+                    continue
+                if check.key not in self.asking:  # one ask in flight per budget
+                    check = lease_ask(check)
+                    if check.lease:
+                        self.asking.add(check.key)
+            remote.append(check)
+            positions.append(index)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Admission] = loop.create_future()
-        self.pending.append((checks, future))
+        future: asyncio.Future[list[int]] = loop.create_future()
+        self.pending.append((remote, future))
         self._schedule(loop)
-        return await future
+        try:
+            reply = await future
+        except BaseException:
+            self._undraw(checks, reserved)
+            raise
+        finally:
+            for check in remote:
+                if check.lease:
+                    self.asking.discard(check.key)
+        if reply[0] == 0:
+            self._undraw(checks, reserved)
+            return Admission(ok=False, checks=checks, failed=positions[int(reply[1])])
+        values = [int(v) for v in reply[1 : len(remote) + 1]]
+        grants = iter(reply[len(remote) + 1 :])
+        decided = _decide(values, remote)
+        for check, index, own in zip(remote, positions, decided.reserved, strict=True):
+            reserved[index] = own
+            if check.lease:
+                self._lease(check, int(next(grants)) - own, now)
+        admission = Admission(
+            ok=True,
+            checks=checks,
+            reserved=reserved,
+            remaining_requests=decided.remaining_requests,
+            remaining_tokens=decided.remaining_tokens,
+        )
+        self._hold(admission)
+        return admission
+
+    def _lease(self, check: Check, extra: int, now: float) -> None:
+        if extra <= 0:
+            return
+        lease = self.leases.get(check.key)
+        if lease is None:
+            lease = self.leases[check.key] = Lease(check.limit)
+            self.held[check.key + ":r"] += 1  # refreshed while the lease lasts
+            if self.lease_timer is None:
+                loop = asyncio.get_running_loop()
+                self.lease_timer = loop.call_later(self.lease_idle, self._sweep_leases, loop)
+        lease.left += extra
+        lease.used_at = now
+
+    def _undraw(self, checks: Sequence[Check], reserved: list[int]) -> None:
+        """Put back what a call that was not admitted took from leases (released in Redis
+        if its lease was given back meanwhile)."""
+        for check, amount in zip(checks, reserved, strict=True):
+            if not amount:
+                continue
+            lease = self.leases.get(check.key)
+            if lease is not None:
+                lease.left += amount
+            else:
+                self._add_settles([(check.key + ":r", -amount, -RESERVATION_TTL)])
+
+    def _give_back(self, key: str) -> None:
+        lease = self.leases.pop(key)
+        if lease.left > 0:  # a release: ``settle`` also counts the lease as held no more
+            self.settle([(key + ":r", -lease.left, -RESERVATION_TTL)])
+        else:
+            self._unhold(key + ":r")
+
+    def _sweep_leases(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give back the leases no call took from for ``lease_idle`` seconds."""
+        self.lease_timer = None
+        idle_since = time.monotonic() - self.lease_idle
+        for key in [k for k, lease in self.leases.items() if lease.used_at <= idle_since]:
+            self._give_back(key)
+        if self.leases:
+            self.lease_timer = loop.call_later(self.lease_idle, self._sweep_leases, loop)
 
     def settle(self, ops: list[tuple[str, int, int]]) -> None:
         if not ops:
             return
         for key, delta, _ in ops:
             if delta < 0 and key in self.held:  # a reservation released
-                self.held[key] -= 1
-                if not self.held[key]:
-                    del self.held[key]
+                self._unhold(key)
+        self._add_settles(ops)
+
+    def _add_settles(self, ops: Sequence[tuple[str, int, int]]) -> None:
         add_settles(self.settles, ops)
         if self.settle_timer is None:
             loop = asyncio.get_running_loop()
             self.settle_timer = loop.call_later(self.settle_interval, self._settles_due, loop)
+
+    def _unhold(self, key: str) -> None:
+        self.held[key] -= 1
+        if not self.held[key]:
+            del self.held[key]
 
     def _settles_due(self, loop: asyncio.AbstractEventLoop) -> None:
         self.settle_timer = None
@@ -365,7 +506,7 @@ class RedisCounters:
 
     async def _run(
         self,
-        batch: list[tuple[Sequence[Check], asyncio.Future[Admission]]],
+        batch: list[tuple[Sequence[Check], asyncio.Future[list[int]]]],
         settles: Settles,
     ) -> None:
         try:
@@ -393,15 +534,9 @@ class RedisCounters:
                 if not future.done():
                     future.set_exception(CountersUnavailable(str(exc)))
             return
-        for (checks, future), reply in zip(batch, replies, strict=True):
-            if future.done():
-                continue
-            if reply[0] == 0:
-                future.set_result(Admission(ok=False, checks=checks, failed=int(reply[1])))
-            else:
-                admission = _decide([int(v) for v in reply[1:]], checks)
-                self._hold(admission)
-                future.set_result(admission)
+        for (_, future), reply in zip(batch, replies, strict=True):
+            if not future.done():
+                future.set_result(reply)
 
     def _hold(self, admission: Admission) -> None:
         for check, reserved in zip(admission.checks, admission.reserved, strict=True):
@@ -423,7 +558,12 @@ class RedisCounters:
         self.refresh_timer = loop.call_later(self.refresh_interval, self._refresh, loop)
 
     async def flush(self) -> None:
-        """Send the settles still waiting (shutdown)."""
+        """Give back the leases and send the settles still waiting (shutdown)."""
+        if self.lease_timer is not None:
+            self.lease_timer.cancel()
+            self.lease_timer = None
+        for key in list(self.leases):
+            self._give_back(key)
         if self.refresh_timer is not None:
             self.refresh_timer.cancel()
             self.refresh_timer = None

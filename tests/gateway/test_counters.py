@@ -11,10 +11,13 @@ from gateway.counters import (
     AMOUNT_MAX,
     BUDGET,
     COUNTER_MAX,
+    LEASE_CALLS,
+    LEASE_SHARE,
     REQUESTS,
     RESERVATION_TTL,
     TOKENS,
     Check,
+    CountersUnavailable,
     LocalCounters,
     RedisCounters,
     clamp,
@@ -216,3 +219,122 @@ def test_budgets_spend_and_amounts_beyond_what_lua_counts_exactly_are_clamped(re
         await counters.close()
 
     run(scenario())
+
+
+# --- budget leases (Redis) -------------------------------------------------------------------
+
+
+def lease_scenario(redis_server, scenario, **options):
+    async def go():
+        counters = RedisCounters(redis_server.url, **options)
+        try:
+            await scenario(counters, redis_server.client())
+        finally:
+            await counters.close()
+
+    run(go())
+
+
+def test_a_roomy_budget_lends_a_lease_that_later_calls_reserve_from(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl1:0", 10**9, 1000, 0, 0)
+        rpm = Check(REQUESTS, "gh:q:key:kl1:1", 100, 1, 0, 120)
+        first = await counters.admit([budget, rpm])
+        # The call's reservation and a lease of LEASE_CALLS more, in Redis.
+        assert redis.get("gh:b:key:kl1:0:r") == str(1000 * (1 + LEASE_CALLS))
+        second = await counters.admit([budget, rpm])
+        assert (first.reserved, second.reserved) == ([1000, 0], [1000, 0])
+        # The second call took its reservation from the lease: its budget was not sent ...
+        assert redis.get("gh:b:key:kl1:0:r") == str(1000 * (1 + LEASE_CALLS))
+        assert counters.leases["gh:b:key:kl1:0"].left == 1000 * (LEASE_CALLS - 1)
+        # ... its rate limit was, and counted.
+        assert redis.get("gh:q:key:kl1:1") == "2" and second.remaining_requests == 98
+        for admission in (first, second):
+            counters.settle(settle_ops(admission, 400, 0))
+        await counters.flush()  # shutting down: the lease is given back
+        assert redis.get("gh:b:key:kl1:0:r") == "0"
+        assert redis.get("gh:b:key:kl1:0:s") == "800"
+        assert counters.leases == {} and counters.held == {}
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_calls_arriving_together_ask_for_one_lease(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl8:0", 10**9, 1000, 0, 0)
+        admissions = await asyncio.gather(*(counters.admit([budget]) for _ in range(5)))
+        assert [a.reserved for a in admissions] == [[1000]] * 5
+        assert redis.get("gh:b:key:kl8:0:r") == str(1000 * (5 + LEASE_CALLS))
+        assert counters.leases["gh:b:key:kl8:0"].left == 1000 * LEASE_CALLS
+        assert counters.asking == set()
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_a_budget_lends_nothing_unless_the_lease_is_a_small_share_of_what_is_left(redis_server):
+    async def scenario(counters, redis):
+        lot = 1000 * (1 + LEASE_CALLS)  # the call's reservation and the lease
+        tight = Check(BUDGET, "gh:b:key:kl2:0", LEASE_SHARE * lot - 1, 1000, 0, 0)
+        roomy = Check(BUDGET, "gh:b:key:kl3:0", LEASE_SHARE * lot, 1000, 0, 0)
+        await counters.admit([tight])
+        await counters.admit([roomy])
+        assert redis.get("gh:b:key:kl2:0:r") == "1000"  # as without leases
+        assert redis.get("gh:b:key:kl3:0:r") == str(lot)
+        assert list(counters.leases) == ["gh:b:key:kl3:0"]
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_a_lease_no_call_takes_from_is_given_back(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl4:0", 10**9, 1000, 0, 0)
+        admission = await counters.admit([budget])
+        assert "gh:b:key:kl4:0" in counters.leases
+        counters.settle(settle_ops(admission, 400, 0))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while redis.get("gh:b:key:kl4:0:r") != "0":
+            assert loop.time() < deadline, "the idle lease was not given back"
+            await asyncio.sleep(0.01)
+        assert counters.leases == {} and counters.held == {}
+        assert counters.lease_timer is None  # no lease left: nothing to look after
+
+    lease_scenario(redis_server, scenario, lease_idle=0.05, settle_interval=0.01)
+
+
+def test_a_lease_is_given_back_when_its_budget_limit_changes(redis_server):
+    async def scenario(counters, redis):
+        await counters.admit([Check(BUDGET, "gh:b:key:kl5:0", 10**9, 1000, 0, 0)])
+        # An admin raised the budget: the old lease goes back, a new one is asked for.
+        raised = await counters.admit([Check(BUDGET, "gh:b:key:kl5:0", 2 * 10**9, 1000, 0, 0)])
+        assert raised.reserved == [1000]
+        assert counters.leases["gh:b:key:kl5:0"].limit == 2 * 10**9
+        await counters.flush()
+        assert redis.get("gh:b:key:kl5:0:r") == "2000"  # the two running calls, no lease
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_a_call_refused_by_a_rate_limit_puts_back_what_it_took_from_a_lease(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl6:0", 10**9, 1000, 0, 0)
+        rpm = Check(REQUESTS, "gh:q:key:kl6:1", 1, 1, 0, 120)
+        assert (await counters.admit([budget, rpm])).ok
+        refused = await counters.admit([budget, rpm])
+        assert (refused.ok, refused.failed) == (False, 1)  # the index of the RPM check
+        assert counters.leases["gh:b:key:kl6:0"].left == 1000 * LEASE_CALLS
+        assert redis.get("gh:b:key:kl6:0:r") == str(1000 * (1 + LEASE_CALLS))
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_with_redis_away_a_call_is_refused_and_its_lease_draw_put_back(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl7:0", 10**9, 1000, 0, 0)
+        await counters.admit([budget])
+        redis_server.kill()
+        with pytest.raises(CountersUnavailable):  # never admitted without Redis answering
+            await counters.admit([budget])
+        assert counters.leases["gh:b:key:kl7:0"].left == 1000 * LEASE_CALLS
+
+    lease_scenario(redis_server, scenario, lease_idle=60, timeout=0.2)
