@@ -32,7 +32,6 @@ from gateway.counters import (
     Check,
     CountersUnavailable,
     clamp,
-    settle_ops,
 )
 from gateway.providers import Reply, Stream, UpstreamError
 from gateway.runtime import Runtime, get_runtime
@@ -394,7 +393,7 @@ class UpstreamCall:
         cost = self.model.cost_nano(prompt_tokens, completion_tokens) if billable else 0
         if self.admission.checks:
             used = prompt_tokens + completion_tokens if billable else 0
-            self.runtime.counters.settle(settle_ops(self.admission, cost, used))
+            self.runtime.counters.settle_call(self.admission, cost, used)
         self.runtime.served[status] += 1
         self.runtime.in_flight -= 1
         entry = self.entry

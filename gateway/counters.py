@@ -15,18 +15,23 @@ same in process memory when no Redis is configured (embedded, one process).
 Budget leases (``RedisCounters``): while a budget has plenty left, an admission that goes to
 Redis for it also reserves a lease, a few dozen more calls' reservations, which later calls
 of the same process take their reservations from without sending that budget to Redis (rate
-limits are always counted in Redis, exact across processes). A lease is a reservation like
-any other, so the rule and its bound above hold unchanged. It is granted only while it is at
-most 1/LEASE_SHARE of what is left: near the limit every call reserves in Redis as without
-leases. A lease unused for ``lease_idle`` seconds, one whose budget limit changed, and every
-lease at shutdown are given back.
+limits are always counted in Redis, exact across processes). A lease is counted in
+``reserved`` like any reservation, and a call's cost beyond its reservation is taken from its
+process's lease first, so what a process admits from a lease stays within what Redis granted
+it. A lease is granted only while it is at most 1/LEASE_SHARE of what is left: near the limit
+every call reserves in Redis as without leases. Leases are given back when unused for
+``lease_idle`` seconds, after ``lease_max_age``, when their budget's limit changes, and at
+shutdown. A grant whose reply was lost (Redis answered too late) leaves a marker in Redis, by
+which the process gives it back with its next script call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -49,6 +54,7 @@ COUNTER_MAX = 2**62
 AMOUNT_MAX = 2**53
 LEASE_CALLS = 32  # a lease asks for this many reservations of the call that takes it
 LEASE_SHARE = 50  # granted only while what is left is at least this many times the lot
+LEASE_MARKER_TTL = 300  # seconds a grant's marker waits for a process that lost the reply
 
 
 def clamp(value: int, bound: int = COUNTER_MAX) -> int:
@@ -63,6 +69,7 @@ class Check(NamedTuple):
     seed: int  # a budget's spend in the database, used when Redis has none yet
     ttl: int  # seconds; 0 = no expiry
     lease: int = 0  # budgets in Redis: a lease asked for beyond this call's reservation
+    marker: str = ""  # ... and the key Redis notes the grant under
 
 
 @dataclass(slots=True)
@@ -175,6 +182,9 @@ class LocalCounters:
         for key, delta, ttl in ops:
             self._add(key, delta, ttl, now)
 
+    def settle_call(self, admission: Admission, cost_nano: int, tokens_used: int) -> None:
+        self.settle(settle_ops(admission, cost_nano, tokens_used))
+
     async def flush(self) -> None:
         return None
 
@@ -188,26 +198,35 @@ class LocalCounters:
 # --- Redis ----------------------------------------------------------------------------------
 
 # ARGV[1]: the settles, a JSON array of [key, delta, ttl] (ttl > 0: set when the counter is
-# new; ttl < 0: set to -ttl every time); ARGV[2...]: one admission each, a JSON array of its
-# checks [kind, key, limit, amount, "seed", ttl, lease] (cjson decodes in C: a third less of
-# Redis's time than splitting strings in Lua). Each admission reads all its counters with one MGET
-# (a redis.call costs more than the rest of a check), then counts with one INCRBY per check.
-# A reservation counter expires RESERVATION_TTL after it was created, settled or refreshed
-# (RedisCounters refreshes those its calls hold), so a process that died leaves reservations
-# behind only until no process touches that counter for RESERVATION_TTL. Returns one entry per
-# admission:
-# {0, failed index} or {1, used value per check, then what each budget check that asked for a
-# lease reserved}. A lease is granted, with the call's own reservation, while what is left is
-# at least LEASE_SHARE times both; otherwise only the call's reservation is (capped at what is
-# left). Lua numbers are doubles: counters are exact up to 2^53 (9 million USD in nano-USD).
+# new; ttl < 0: set to -ttl every time) and of [marker, key] (a lease grant whose reply was
+# lost: what the marker notes is given back); ARGV[2...]: one admission each, a JSON array of
+# its checks [kind, key, limit, amount, "seed", ttl, lease, marker] (cjson decodes in C: a
+# third less of Redis's time than splitting strings in Lua). Each admission reads all its
+# counters with one MGET (a redis.call costs more than the rest of a check), then counts with
+# one INCRBY per check. A reservation counter expires RESERVATION_TTL after it was created,
+# settled or refreshed (RedisCounters refreshes those its calls hold), so a process that died
+# leaves reservations behind only until no process touches that counter for RESERVATION_TTL.
+# Returns one entry per admission: {0, failed index} or {1, used value per check, then what
+# each budget check that asked for a lease reserved}. A lease is granted, with the call's own
+# reservation, while what is left is at least LEASE_SHARE times both (and noted under the
+# check's marker for LEASE_MARKER_TTL); otherwise only the call's reservation is (capped at
+# what is left). Lua numbers are doubles: counters are exact up to 2^53 (9 million USD in
+# nano-USD).
 SCRIPT = """
 if #ARGV[1] > 2 then
   for _, op in ipairs(cjson.decode(ARGV[1])) do
-    local key, delta, ttl = op[1], op[2], op[3]
-    local value = redis.call('INCRBY', key, delta)
-    if value < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
-    if ttl < 0 then redis.call('EXPIRE', key, -ttl)
-    elseif ttl > 0 and value == delta then redis.call('EXPIRE', key, ttl) end
+    if #op == 2 then
+      local granted = redis.call('GETDEL', op[1])
+      if granted then
+        if redis.call('DECRBY', op[2], granted) < 0 then redis.call('SET', op[2], 0, 'KEEPTTL') end
+      end
+    else
+      local key, delta, ttl = op[1], op[2], op[3]
+      local value = redis.call('INCRBY', key, delta)
+      if value < 0 then redis.call('SET', key, 0, 'KEEPTTL') end
+      if ttl < 0 then redis.call('EXPIRE', key, -ttl)
+      elseif ttl > 0 and value == delta then redis.call('EXPIRE', key, ttl) end
+    end
   end
 end
 local out = {}
@@ -258,7 +277,10 @@ for a = 2, #ARGV do
         local left = f[3] - values[c]
         local amount = math.min(f[4], left)
         if f[7] > 0 then
-          if left >= LEASE_SHARE * (f[4] + f[7]) then amount = f[4] + f[7] end
+          if left >= LEASE_SHARE * (f[4] + f[7]) then
+            amount = f[4] + f[7]
+            redis.call('SET', f[8], amount, 'EX', LEASE_MARKER_TTL)
+          end
           grants[#grants + 1] = amount
         end
         if amount > 0 then
@@ -278,12 +300,18 @@ for a = 2, #ARGV do
   end
 end
 return out
-""".replace("RESERVATION_TTL", str(RESERVATION_TTL)).replace("LEASE_SHARE", str(LEASE_SHARE))
+"""
+for _name, _value in (
+    ("RESERVATION_TTL", RESERVATION_TTL),
+    ("LEASE_SHARE", LEASE_SHARE),
+    ("LEASE_MARKER_TTL", LEASE_MARKER_TTL),
+):
+    SCRIPT = SCRIPT.replace(_name, str(_value))
 
 
 def encode_checks(checks: Sequence[Check]) -> bytes:
     return orjson.dumps(
-        [(c.kind, c.key, c.limit, c.amount, str(c.seed), c.ttl, c.lease) for c in checks]
+        [(c.kind, c.key, c.limit, c.amount, str(c.seed), c.ttl, c.lease, c.marker) for c in checks]
     )
 
 
@@ -299,10 +327,13 @@ def add_settles(settles: Settles, ops: Sequence[tuple[str, int, int]]) -> None:
             found[0] += delta
 
 
-def encode_settles(settles: Settles) -> bytes:
-    return orjson.dumps(
-        [(key, clamp(delta, AMOUNT_MAX), ttl) for key, (delta, ttl) in settles.items()]
-    )
+def encode_settles(settles: Settles, reclaims: dict[str, str] | None = None) -> bytes:
+    ops: list[tuple[Any, ...]] = [
+        (key, clamp(delta, AMOUNT_MAX), ttl) for key, (delta, ttl) in settles.items()
+    ]
+    if reclaims:
+        ops += reclaims.items()
+    return orjson.dumps(ops)
 
 
 @dataclass(slots=True)
@@ -310,15 +341,17 @@ class Lease:
     """Part of a budget reserved in Redis by this process for its next calls."""
 
     limit: int  # the budget's limit when the lease was granted
+    granted_at: float  # monotonic
     left: int = 0
-    used_at: float = 0.0  # monotonic
+    used_at: float = 0.0
 
 
-def lease_ask(check: Check) -> Check:
+def lease_ask(check: Check, marker: str) -> Check:
     """A budget check as sent to Redis: asking for a lease of LEASE_CALLS reservations."""
     if check.kind != BUDGET or check.amount <= 0:
         return check
-    return check._replace(lease=min(LEASE_CALLS * check.amount, AMOUNT_MAX - check.amount))
+    lease = min(LEASE_CALLS * check.amount, AMOUNT_MAX - check.amount)
+    return check._replace(lease=lease, marker=marker)
 
 
 class RedisCounters:
@@ -339,6 +372,7 @@ class RedisCounters:
         settle_interval: float = 0.05,
         refresh_interval: float = RESERVATION_TTL / 3,
         lease_idle: float = 1.0,
+        lease_max_age: float = 10.0,
     ) -> None:
         self.client = RespClient(url, timeout=timeout)
         self.settle_interval = settle_interval
@@ -357,7 +391,12 @@ class RedisCounters:
         self.leases: dict[str, Lease] = {}  # budget counter key → this process's lease
         self.asking: set[str] = set()  # budgets with an ask for a lease on its way
         self.lease_idle = lease_idle
+        self.lease_max_age = lease_max_age
+        self._sweep_interval = min(lease_idle, lease_max_age)
         self.lease_timer: asyncio.TimerHandle | None = None
+        self.markers = (f"gh:lg:{os.urandom(8).hex()}:{n}" for n in itertools.count())
+        self.reclaims: dict[str, str] = {}  # marker → reservation counter: grants to give back
+        self.closing = False  # shutting down: no more leases
 
     async def admit(self, checks: Sequence[Check]) -> Admission:
         """Budgets this process holds a big enough lease of are taken from the lease; the
@@ -377,8 +416,8 @@ class RedisCounters:
                     lease.used_at = now
                     reserved[index] = check.amount
                     continue
-                if check.key not in self.asking:  # one ask in flight per budget
-                    check = lease_ask(check)
+                if check.key not in self.asking and not self.closing:  # one ask at a time
+                    check = lease_ask(check, next(self.markers))
                     if check.lease:
                         self.asking.add(check.key)
             remote.append(check)
@@ -391,6 +430,7 @@ class RedisCounters:
             reply = await future
         except BaseException:
             self._undraw(checks, reserved)
+            self._reclaim(remote)
             raise
         finally:
             for check in remote:
@@ -419,13 +459,16 @@ class RedisCounters:
     def _lease(self, check: Check, extra: int, now: float) -> None:
         if extra <= 0:
             return
+        if self.closing:  # granted as the process stops: given back at once
+            self._add_settles([(check.key + ":r", -extra, -RESERVATION_TTL)])
+            return
         lease = self.leases.get(check.key)
         if lease is None:
-            lease = self.leases[check.key] = Lease(check.limit)
+            lease = self.leases[check.key] = Lease(check.limit, now)
             self.held[check.key + ":r"] += 1  # refreshed while the lease lasts
             if self.lease_timer is None:
                 loop = asyncio.get_running_loop()
-                self.lease_timer = loop.call_later(self.lease_idle, self._sweep_leases, loop)
+                self.lease_timer = loop.call_later(self._sweep_interval, self._sweep_leases, loop)
         lease.left += extra
         lease.used_at = now
 
@@ -441,6 +484,29 @@ class RedisCounters:
             else:
                 self._add_settles([(check.key + ":r", -amount, -RESERVATION_TTL)])
 
+    def _reclaim(self, remote: Sequence[Check]) -> None:
+        """The reply to these checks was lost: any lease Redis granted them (noted under
+        their markers) is given back with the next script call."""
+        for check in remote:
+            if check.marker:
+                self.reclaims[check.marker] = check.key + ":r"
+        if self.reclaims and self.settle_timer is None:  # or with an earlier script call
+            loop = asyncio.get_running_loop()
+            self.settle_timer = loop.call_later(self.settle_interval, self._settles_due, loop)
+
+    def settle_call(self, admission: Admission, cost_nano: int, tokens_used: int) -> None:
+        """Settle a finished call; what it cost beyond a budget's reservation is taken from
+        this process's lease of that budget first (released from ``reserved`` as it becomes
+        spend), so that the lease cannot admit more than Redis granted."""
+        ops = settle_ops(admission, cost_nano, tokens_used)
+        for check, reserved in zip(admission.checks, admission.reserved, strict=True):
+            lease = self.leases.get(check.key) if cost_nano > reserved else None
+            if lease is not None and lease.left > 0:
+                taken = min(cost_nano - reserved, lease.left)
+                lease.left -= taken
+                self._add_settles([(check.key + ":r", -taken, -RESERVATION_TTL)])
+        self.settle(ops)
+
     def _give_back(self, key: str) -> None:
         lease = self.leases.pop(key)
         if lease.left > 0:  # a release: ``settle`` also counts the lease as held no more
@@ -449,13 +515,20 @@ class RedisCounters:
             self._unhold(key + ":r")
 
     def _sweep_leases(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Give back the leases no call took from for ``lease_idle`` seconds."""
+        """Give back the leases no call took from for ``lease_idle`` seconds, and those older
+        than ``lease_max_age`` (a budget near its limit gets no new lease, so an old one would
+        keep its share from the other processes)."""
         self.lease_timer = None
-        idle_since = time.monotonic() - self.lease_idle
-        for key in [k for k, lease in self.leases.items() if lease.used_at <= idle_since]:
+        now = time.monotonic()
+        idle_since, granted_since = now - self.lease_idle, now - self.lease_max_age
+        for key in [
+            k
+            for k, lease in self.leases.items()
+            if lease.used_at <= idle_since or lease.granted_at <= granted_since
+        ]:
             self._give_back(key)
         if self.leases:
-            self.lease_timer = loop.call_later(self.lease_idle, self._sweep_leases, loop)
+            self.lease_timer = loop.call_later(self._sweep_interval, self._sweep_leases, loop)
 
     def settle(self, ops: list[tuple[str, int, int]]) -> None:
         if not ops:
@@ -492,10 +565,11 @@ class RedisCounters:
         if self.settles_due:
             self.settles_due = False
             settles, self.settles = self.settles, {}
-        if not self.pending and not settles:
+        if not self.pending and not settles and not self.reclaims:
             return
         batch, self.pending = self.pending, []
-        sender = loop.create_task(self._run(batch, settles))
+        reclaims, self.reclaims = self.reclaims, {}
+        sender = loop.create_task(self._run(batch, settles, reclaims))
         self.senders.add(sender)
         sender.add_done_callback(self._sent)
 
@@ -508,9 +582,13 @@ class RedisCounters:
         self,
         batch: list[tuple[Sequence[Check], asyncio.Future[list[int]]]],
         settles: Settles,
+        reclaims: dict[str, str] | None = None,
     ) -> None:
         try:
-            args = [encode_settles(settles), *(encode_checks(checks) for checks, _ in batch)]
+            args = [
+                encode_settles(settles, reclaims),
+                *(encode_checks(checks) for checks, _ in batch),
+            ]
             replies = await self.client.evalsha(SCRIPT, *args)
         except Exception as exc:  # unreachable, timed out, broke mid-call, script error
             loop = asyncio.get_running_loop()
@@ -526,8 +604,10 @@ class RedisCounters:
                 if len(self.settles) > 100_000:  # Redis away for long: keep the newest counters
                     for key in list(self.settles)[: len(self.settles) - 100_000]:
                         del self.settles[key]
+            if reclaims:  # giving a grant back twice gives it back once: always kept
+                self.reclaims = {**reclaims, **self.reclaims}
             # Kept settles wait for the retry timer: no spinning while Redis is away.
-            if self.settles and self.settle_timer is None:
+            if (self.settles or self.reclaims) and self.settle_timer is None:
                 self.settle_timer = loop.call_later(1.0, self._settles_due, loop)
             logger.warning("Redis counters unavailable: %s", exc.__class__.__name__)
             for _, future in batch:
@@ -559,11 +639,10 @@ class RedisCounters:
 
     async def flush(self) -> None:
         """Give back the leases and send the settles still waiting (shutdown)."""
+        self.closing = True
         if self.lease_timer is not None:
             self.lease_timer.cancel()
             self.lease_timer = None
-        for key in list(self.leases):
-            self._give_back(key)
         if self.refresh_timer is not None:
             self.refresh_timer.cancel()
             self.refresh_timer = None
@@ -572,10 +651,17 @@ class RedisCounters:
             self.settle_timer = None
         while self.senders:
             await asyncio.wait(list(self.senders))
-        if self.settles or self.pending:
+        await asyncio.sleep(0)  # the admissions just answered take their leases first
+        for key in list(self.leases):
+            self._give_back(key)
+        if self.settle_timer is not None:
+            self.settle_timer.cancel()
+            self.settle_timer = None
+        if self.settles or self.pending or self.reclaims:
             batch, self.pending = self.pending, []
             settles, self.settles = self.settles, {}
-            await self._run(batch, settles)
+            reclaims, self.reclaims = self.reclaims, {}
+            await self._run(batch, settles, reclaims)
         if self.settle_timer is not None:  # the last try failed: nothing will come after it
             self.settle_timer.cancel()
             self.settle_timer = None

@@ -338,3 +338,105 @@ def test_with_redis_away_a_call_is_refused_and_its_lease_draw_put_back(redis_ser
         assert counters.leases["gh:b:key:kl7:0"].left == 1000 * LEASE_CALLS
 
     lease_scenario(redis_server, scenario, lease_idle=60, timeout=0.2)
+
+
+def test_what_a_call_costs_beyond_its_reservation_is_taken_from_the_lease(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl10:0", 10**9, 1000, 0, 0)
+        admission = await counters.admit([budget])
+        counters.settle_call(admission, 6000, 0)  # 5000 beyond its reservation of 1000
+        assert counters.leases["gh:b:key:kl10:0"].left == 1000 * LEASE_CALLS - 5000
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while redis.get("gh:b:key:kl10:0:s") != "6000":
+            assert loop.time() < deadline, "the settle was not sent"
+            await asyncio.sleep(0.01)
+        # Spend and reserved together: still what Redis granted the process, no more.
+        assert redis.get("gh:b:key:kl10:0:r") == str(1000 * LEASE_CALLS - 5000)
+
+    lease_scenario(redis_server, scenario, lease_idle=60, settle_interval=0.01)
+
+
+def test_a_lease_is_given_back_when_it_is_old_even_if_calls_still_take_from_it(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl11:0", 10**9, 1000, 0, 0)
+        await counters.admit([budget])
+        first = counters.leases["gh:b:key:kl11:0"]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while counters.leases.get("gh:b:key:kl11:0") is first:
+            assert loop.time() < deadline, "the old lease was kept"
+            counters.settle_call(await counters.admit([budget]), 1000, 0)  # busy, never idle
+            await asyncio.sleep(0.01)
+
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=0.05)
+
+
+def test_a_stopping_process_asks_for_no_lease(redis_server):
+    async def scenario(counters, redis):
+        await counters.flush()  # shutting down
+        budget = Check(BUDGET, "gh:b:key:kl12:0", 10**9, 1000, 0, 0)
+        assert (await counters.admit([budget])).reserved == [1000]
+        assert redis.get("gh:b:key:kl12:0:r") == "1000" and counters.leases == {}
+
+    lease_scenario(redis_server, scenario)
+
+
+class ReplyDroppingProxy:
+    """Between the counters and Redis: passes commands on, and drops Redis's replies while
+    ``dropping`` (a reply lost after the script ran)."""
+
+    def __init__(self, redis_port: int) -> None:
+        self.redis_port = redis_port
+        self.dropping = False
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> ReplyDroppingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, client_reader, client_writer) -> None:
+        redis_reader, redis_writer = await asyncio.open_connection("127.0.0.1", self.redis_port)
+
+        async def pump(reader, writer, replies: bool) -> None:
+            while data := await reader.read(65536):
+                if not (replies and self.dropping):
+                    writer.write(data)
+            writer.close()
+
+        await asyncio.gather(
+            pump(client_reader, redis_writer, False),
+            pump(redis_reader, client_writer, True),
+            return_exceptions=True,
+        )
+
+    def close(self) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+def test_a_lease_granted_to_a_call_whose_reply_was_lost_is_given_back(redis_server):
+    async def scenario():
+        proxy = await ReplyDroppingProxy(redis_server.port).start()
+        url = f"redis://127.0.0.1:{proxy.port}/0"
+        counters = RedisCounters(url, timeout=0.2, lease_idle=60, settle_interval=0.01)
+        redis = redis_server.client()
+        budget = Check(BUDGET, "gh:b:key:kl13:0", 10**9, 1000, 0, 0)
+        rpm = Check(REQUESTS, "gh:q:key:kl13:1", 100, 1, 0, 120)
+        await counters.admit([rpm])  # Redis knows the script from now on
+        proxy.dropping = True
+        with pytest.raises(CountersUnavailable):
+            await counters.admit([budget])
+        # Redis ran the script: the call's reservation and a lease this process never saw.
+        assert redis.get("gh:b:key:kl13:0:r") == str(1000 * (1 + LEASE_CALLS))
+        assert counters.leases == {}
+        proxy.dropping = False
+        await counters.admit([rpm])  # the next script call
+        assert redis.get("gh:b:key:kl13:0:r") == "0"  # given back by its marker
+        assert counters.reclaims == {}
+        await counters.close()
+        proxy.close()
+
+    run(scenario())
