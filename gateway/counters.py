@@ -107,6 +107,12 @@ def _decide(values: list[int], checks: Sequence[Check]) -> Admission:
     for index, (check, used) in enumerate(zip(checks, values, strict=True)):
         if used >= check.limit:
             return Admission(ok=False, checks=checks, failed=index)
+    return _admitted(values, checks)
+
+
+def _admitted(values: Sequence[int], checks: Sequence[Check]) -> Admission:
+    """An admission's reservations and what its rate limits have left, once every check
+    passed with these ``values``."""
     admission = Admission(ok=True, checks=checks)
     for check, used in zip(checks, values, strict=True):
         if check.kind == BUDGET:
@@ -406,6 +412,7 @@ class RedisCounters:
         reserved = [0] * len(checks)
         remote: list[Check] = []
         positions: list[int] = []  # remote check → its index in ``checks``
+        asked: list[str] = []  # budgets this call asks for a lease of
         for index, check in enumerate(checks):
             if check.kind == BUDGET:
                 lease = self.leases.get(check.key)
@@ -420,6 +427,7 @@ class RedisCounters:
                     check = lease_ask(check, next(self.markers))
                     if check.lease:
                         self.asking.add(check.key)
+                        asked.append(check.key)
             remote.append(check)
             positions.append(index)
         loop = asyncio.get_running_loop()
@@ -433,26 +441,20 @@ class RedisCounters:
             self._reclaim(remote)
             raise
         finally:
-            for check in remote:
-                if check.lease:
-                    self.asking.discard(check.key)
+            if asked:
+                self.asking.difference_update(asked)
         if reply[0] == 0:
             self._undraw(checks, reserved)
-            return Admission(ok=False, checks=checks, failed=positions[int(reply[1])])
-        values = [int(v) for v in reply[1 : len(remote) + 1]]
-        grants = iter(reply[len(remote) + 1 :])
-        decided = _decide(values, remote)
-        for check, index, own in zip(remote, positions, decided.reserved, strict=True):
+            return Admission(ok=False, checks=checks, failed=positions[reply[1]])
+        # Every check passed in Redis (integers in the reply): the reservations it made.
+        count = len(remote)
+        admission = _admitted(reply[1 : count + 1], remote)
+        grants = iter(reply[count + 1 :])
+        for check, index, own in zip(remote, positions, admission.reserved, strict=True):
             reserved[index] = own
             if check.lease:
-                self._lease(check, int(next(grants)) - own, now)
-        admission = Admission(
-            ok=True,
-            checks=checks,
-            reserved=reserved,
-            remaining_requests=decided.remaining_requests,
-            remaining_tokens=decided.remaining_tokens,
-        )
+                self._lease(check, next(grants) - own, now)
+        admission.checks, admission.reserved = checks, reserved
         self._hold(admission)
         return admission
 
@@ -500,7 +502,9 @@ class RedisCounters:
         spend), so that the lease cannot admit more than Redis granted."""
         ops = settle_ops(admission, cost_nano, tokens_used)
         for check, reserved in zip(admission.checks, admission.reserved, strict=True):
-            lease = self.leases.get(check.key) if cost_nano > reserved else None
+            if check.kind != BUDGET or cost_nano <= reserved:
+                continue
+            lease = self.leases.get(check.key)
             if lease is not None and lease.left > 0:
                 taken = min(cost_nano - reserved, lease.left)
                 lease.left -= taken
@@ -533,9 +537,12 @@ class RedisCounters:
     def settle(self, ops: list[tuple[str, int, int]]) -> None:
         if not ops:
             return
+        held = self.held
         for key, delta, _ in ops:
-            if delta < 0 and key in self.held:  # a reservation released
-                self._unhold(key)
+            if delta < 0 and key in held:  # a reservation released
+                held[key] -= 1
+                if not held[key]:
+                    del held[key]
         self._add_settles(ops)
 
     def _add_settles(self, ops: Sequence[tuple[str, int, int]]) -> None:
