@@ -248,9 +248,9 @@ def build_checks(
                 Check(
                     BUDGET,
                     key,
-                    clamp(level.max_budget),
+                    level.max_budget,
                     reserve_nano,
-                    clamp(level.seed()),
+                    level.seed(),
                     _ttl(end, now),
                 )
             )
@@ -263,22 +263,20 @@ def build_checks(
                 tag, end = level.period(now)
                 seed = level.seed(model)
             key = f"gh:mb:{level.kind}:{level.id}:{model}:{tag}"
-            checks.append(
-                Check(BUDGET, key, clamp(limit), reserve_nano, clamp(seed), _ttl(end, now))
-            )
+            checks.append(Check(BUDGET, key, limit, reserve_nano, seed, _ttl(end, now)))
         if level.rpm_limit is not None:
             key = f"gh:q:{level.kind}:{level.id}:{minute}"
-            checks.append(Check(REQUESTS, key, clamp(level.rpm_limit), 1, 0, WINDOW_TTL))
+            checks.append(Check(REQUESTS, key, level.rpm_limit, 1, 0, WINDOW_TTL))
         if level.tpm_limit is not None:
             key = f"gh:t:{level.kind}:{level.id}:{minute}"
-            checks.append(Check(TOKENS, key, clamp(level.tpm_limit), reserve_tokens, 0, WINDOW_TTL))
+            checks.append(Check(TOKENS, key, level.tpm_limit, reserve_tokens, 0, WINDOW_TTL))
         if model in level.model_rpm_limit:
             key = f"gh:mq:{level.kind}:{level.id}:{model}:{minute}"
-            limit = clamp(level.model_rpm_limit[model])
+            limit = level.model_rpm_limit[model]
             checks.append(Check(REQUESTS, key, limit, 1, 0, WINDOW_TTL))
         if model in level.model_tpm_limit:
             key = f"gh:mt:{level.kind}:{level.id}:{model}:{minute}"
-            limit = clamp(level.model_tpm_limit[model])
+            limit = level.model_tpm_limit[model]
             checks.append(Check(TOKENS, key, limit, reserve_tokens, 0, WINDOW_TTL))
         owners += [level] * (len(checks) - len(owners))
     return checks, owners

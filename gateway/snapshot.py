@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from gateway.counters import clamp
 from hierarchy.governance import Catalog, ModelScope, budget_period, fixed_grid_period
 from hierarchy.models import AccessGroup, CatalogModel, Organization, Team, User
 from keys.models import VirtualKey
@@ -25,8 +26,12 @@ NANO = 10**9
 NO_PERIOD = "0"
 
 
+# Limits and spend as the counters take them: clamped once here (see gateway.counters.clamp),
+# not on every call.
+
+
 def _nano_map(values: Any) -> dict[str, int]:
-    return {str(name): usd_to_nano(v) for name, v in (values or {}).items() if v is not None}
+    return {str(name): clamp(usd_to_nano(v)) for name, v in (values or {}).items() if v is not None}
 
 
 def _model_budgets(values: Any) -> dict[str, tuple[int, str]]:
@@ -34,14 +39,19 @@ def _model_budgets(values: Any) -> dict[str, tuple[int, str]]:
     out = {}
     for name, value in (values or {}).items():
         if isinstance(value, dict):
-            out[str(name)] = (usd_to_nano(value["budget_limit"]), value.get("time_period") or "")
+            limit = clamp(usd_to_nano(value["budget_limit"]))
+            out[str(name)] = (limit, value.get("time_period") or "")
         elif value is not None:
-            out[str(name)] = (usd_to_nano(value), "")
+            out[str(name)] = (clamp(usd_to_nano(value)), "")
     return out
 
 
+def _clamped(value: int | None) -> int | None:
+    return None if value is None else clamp(value)
+
+
 def _int_map(values: Any) -> dict[str, int]:
-    return {str(name): int(v) for name, v in (values or {}).items() if v is not None}
+    return {str(name): clamp(int(v)) for name, v in (values or {}).items() if v is not None}
 
 
 @dataclass(slots=True)
@@ -199,13 +209,15 @@ def _levels(model: Any, kind: str, label_field: str, extra: tuple[str, ...] = ()
                 label=str(row[label_field] or pk),
                 blocked=row["blocked"],
                 models=[*(row["models"] or []), *groups.get(pk, [])],
-                max_budget=None if row["max_budget"] is None else usd_to_nano(row["max_budget"]),
+                max_budget=(
+                    None if row["max_budget"] is None else clamp(usd_to_nano(row["max_budget"]))
+                ),
                 budget_duration=row["budget_duration"] or "",
                 budget_reset_at=row["budget_reset_at"],
-                spend=usd_to_nano(row["spend"]),
+                spend=clamp(usd_to_nano(row["spend"])),
                 model_spend=_nano_map(row["model_spend"]),
-                rpm_limit=row["rpm_limit"],
-                tpm_limit=row["tpm_limit"],
+                rpm_limit=_clamped(row["rpm_limit"]),
+                tpm_limit=_clamped(row["tpm_limit"]),
                 model_rpm_limit=_int_map(row["model_rpm_limit"]),
                 model_tpm_limit=_int_map(row["model_tpm_limit"]),
                 model_max_budget=_model_budgets(row["model_max_budget"]),
