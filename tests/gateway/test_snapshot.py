@@ -21,7 +21,7 @@ def test_limits_beyond_what_the_counters_compare_are_held_clamped():
         model_rpm_limit={"gpt-4o": 2**63 - 1},
         model_max_budget={"gpt-4o": {"budget_limit": "999999999999", "time_period": "1d"}},
     )
-    level = load_snapshot().keys[key.token_hash].levels[0]
+    level = load_snapshot().keys[str(key.token_hash)].levels[0]
     assert (level.max_budget, level.rpm_limit, level.tpm_limit) == (COUNTER_MAX, COUNTER_MAX, 1000)
     assert level.model_rpm_limit == {"gpt-4o": COUNTER_MAX}
     assert level.model_max_budget == {"gpt-4o": (COUNTER_MAX, "1d")}
