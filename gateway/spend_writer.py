@@ -17,7 +17,8 @@ Budget alerts raised by a batch are sent to the webhook from a thread of the wri
 the requests nor the spend writes wait for the receiver.
 
 Pipe format: gateway → writer, frames of a 4-byte length and a pickle (first the database
-settings and the alert webhook URL, then ``(resent, [CallRecord, ...])``); writer → gateway,
+settings and the alert webhook URL, then ``(resent, [chunk, ...])``, each chunk a pickled list
+of up to FRAME_CHUNK ``CallRecord``); writer → gateway,
 lines: ``ready`` once, then ``written dropped lost`` per batch, in the order the rows were
 sent.
 """
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # the writer process imports Django's models only after djang
 logger = logging.getLogger(__name__)
 
 BATCH_LIMIT = 5000  # spend rows per transaction
+FRAME_CHUNK = 250  # spend rows pickled at a time by the gateway (see SpendWriter._pickled)
 ISOLATE_AFTER_FAILURES = 3  # then write row by row to find the row the database refuses
 GIVE_UP_DELAY = 5.0  # stopping: retry an unreachable database until the backoff reaches this
 RESPAWN_LIMIT = 3  # stopping: writers started in a row without one acknowledging a row
@@ -221,10 +223,12 @@ def serve(reader: FrameReader, acks: Acks, interval: float, writer: BatchWriter)
 
     def receive() -> None:
         nonlocal resent
-        for again, rows in reader.frames():
-            pending.extend(rows)
-            if again:
-                resent += len(rows)
+        for again, chunks in reader.frames():
+            for chunk in chunks:
+                rows = pickle.loads(chunk)
+                pending.extend(rows)
+                if again:
+                    resent += len(rows)
 
     receive()
     delay = interval
@@ -424,9 +428,19 @@ class SpendWriter:
                     pass
                 with self.lock:
                     self.unacked.extend(batch)
-                if not self._write((again, batch)):
+                if not self._write((again, self._pickled(batch))):
                     return False
         return True
+
+    @staticmethod
+    def _pickled(batch: list[CallRecord]) -> list[bytes]:
+        """The rows pickled a chunk at a time, the GIL let go in between: one pickle of a
+        whole batch would hold it, and stall the requests, for milliseconds."""
+        chunks = []
+        for start in range(0, len(batch), FRAME_CHUNK):
+            chunks.append(pickle.dumps(batch[start : start + FRAME_CHUNK], pickle.HIGHEST_PROTOCOL))
+            time.sleep(0)  # lets a waiting event loop take the GIL
+        return chunks
 
     def _finish(self) -> bool:
         """Close the pipe and wait for the writer to write everything; False if it died."""
