@@ -6,9 +6,11 @@
 # dropped CONCURRENTLY and the existing index and constraint are renamed. Elsewhere the plain
 # operations run.
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import migrations, models
+from django.db import migrations, models, transaction
 from django.db.migrations.operations.base import Operation
 
 TABLE = "spend_spendlog"
@@ -16,6 +18,30 @@ PATTERN_INDEXES = """
     SELECT indexname FROM pg_indexes
     WHERE schemaname = current_schema() AND tablename = %s AND indexdef LIKE %s
 """
+INDEX = "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %s"
+CONSTRAINT = "SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND conname = %s"
+UNIQUE_ON = """
+    SELECT conname FROM pg_constraint
+    WHERE conrelid = %s::regclass AND contype = 'u' AND conkey = ARRAY[(
+        SELECT attnum FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s
+    )]::smallint[]
+"""
+
+
+def names(cursor: Any, query: str, *params: str) -> list[str]:
+    cursor.execute(query, params)
+    return [name for (name,) in cursor.fetchall()]
+
+
+@contextmanager
+def lock_timeout(cursor: Any) -> Iterator[None]:
+    """A rename waits for the log's lock at most this long instead of holding up its
+    writers behind it; run the migration again if it gave up."""
+    cursor.execute("SET lock_timeout = '10s'")
+    try:
+        yield
+    finally:
+        cursor.execute("RESET lock_timeout")
 
 
 class SpendLogIndexes(Operation):
@@ -23,6 +49,7 @@ class SpendLogIndexes(Operation):
 
     reversible = True
     atomic = False
+    reduces_to_sql = False  # it looks the names up: sqlmigrate must not run it
 
     def __init__(self, operations: list[Operation]) -> None:
         self.operations = operations
@@ -41,43 +68,45 @@ class SpendLogIndexes(Operation):
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
         if schema_editor.connection.vendor != "postgresql":
-            self._plain(app_label, schema_editor, from_state, self.operations, forwards=True)
+            with transaction.atomic(using=schema_editor.connection.alias):
+                self._plain(app_label, schema_editor, from_state, self.operations, forwards=True)
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(PATTERN_INDEXES, [TABLE, "%pattern_ops%"])
-            for (name,) in cursor.fetchall():
+        # Each step is skipped when done already, so that a run stopped half-way (say by the
+        # lock timeout on a busy log) can be run again.
+        with schema_editor.connection.cursor() as cursor, lock_timeout(cursor):
+            for name in names(cursor, PATTERN_INDEXES, TABLE, "%pattern_ops%"):
                 cursor.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
-            cursor.execute(PATTERN_INDEXES, [TABLE, "%(key_hash)"])
-            (index,) = cursor.fetchone()
-            cursor.execute(f'ALTER INDEX "{index}" RENAME TO spend_log_key_hash')
-            cursor.execute(
-                """
-                SELECT conname FROM pg_constraint
-                WHERE conrelid = %s::regclass AND contype = 'u'
-                """,
-                [TABLE],
-            )
-            (constraint,) = cursor.fetchone()
-            cursor.execute(
-                f'ALTER TABLE {TABLE} RENAME CONSTRAINT "{constraint}" '
-                "TO spend_log_request_id_unique"
-            )
+            if not names(cursor, INDEX, "spend_log_key_hash"):
+                (index,) = names(cursor, PATTERN_INDEXES, TABLE, "%(key_hash)")
+                cursor.execute(f'ALTER INDEX "{index}" RENAME TO spend_log_key_hash')
+            if not names(cursor, CONSTRAINT, TABLE, "spend_log_request_id_unique"):
+                (constraint,) = names(cursor, UNIQUE_ON, TABLE, TABLE, "request_id")
+                cursor.execute(
+                    f'ALTER TABLE {TABLE} RENAME CONSTRAINT "{constraint}" '
+                    "TO spend_log_request_id_unique"
+                )
 
     def database_backwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
         if schema_editor.connection.vendor != "postgresql":
-            self._plain(app_label, schema_editor, to_state, self.operations, forwards=False)
+            with transaction.atomic(using=schema_editor.connection.alias):
+                self._plain(app_label, schema_editor, to_state, self.operations, forwards=False)
             return
-        with schema_editor.connection.cursor() as cursor:
-            cursor.execute(
-                f"ALTER TABLE {TABLE} RENAME CONSTRAINT spend_log_request_id_unique "
-                "TO spend_spendlog_request_id_key"
-            )
-            cursor.execute("ALTER INDEX spend_log_key_hash RENAME TO spend_spendlog_key_hash")
-            for column in ("request_id", "key_hash"):
+        # The names Django gives these on PostgreSQL, so that later field changes find them.
+        key_hash_index = schema_editor._create_index_name(TABLE, ["key_hash"])
+        with schema_editor.connection.cursor() as cursor, lock_timeout(cursor):
+            if names(cursor, CONSTRAINT, TABLE, "spend_log_request_id_unique"):
                 cursor.execute(
-                    f"CREATE INDEX CONCURRENTLY IF NOT EXISTS spend_spendlog_{column}_like "
+                    f"ALTER TABLE {TABLE} RENAME CONSTRAINT spend_log_request_id_unique "
+                    f"TO {TABLE}_request_id_key"
+                )
+            if names(cursor, INDEX, "spend_log_key_hash"):
+                cursor.execute(f'ALTER INDEX spend_log_key_hash RENAME TO "{key_hash_index}"')
+            for column in ("request_id", "key_hash"):
+                like = schema_editor._create_index_name(TABLE, [column], suffix="_like")
+                cursor.execute(
+                    f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "{like}" '
                     f"ON {TABLE} ({column} varchar_pattern_ops)"
                 )
 
