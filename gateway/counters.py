@@ -513,10 +513,9 @@ class RedisCounters:
 
     def _give_back(self, key: str) -> None:
         lease = self.leases.pop(key)
-        if lease.left > 0:  # a release: ``settle`` also counts the lease as held no more
-            self.settle([(key + ":r", -lease.left, -RESERVATION_TTL)])
-        else:
-            self._unhold(key + ":r")
+        self._unhold(key + ":r")
+        if lease.left > 0:
+            self._add_settles([(key + ":r", -lease.left, -RESERVATION_TTL)])
 
     def _sweep_leases(self, loop: asyncio.AbstractEventLoop) -> None:
         """Give back the leases no call took from for ``lease_idle`` seconds, and those older
@@ -537,12 +536,9 @@ class RedisCounters:
     def settle(self, ops: list[tuple[str, int, int]]) -> None:
         if not ops:
             return
-        held = self.held
         for key, delta, _ in ops:
-            if delta < 0 and key in held:  # a reservation released
-                held[key] -= 1
-                if not held[key]:
-                    del held[key]
+            if delta < 0 and key in self.held:  # a reservation released
+                self._unhold(key)
         self._add_settles(ops)
 
     def _add_settles(self, ops: Sequence[tuple[str, int, int]]) -> None:

@@ -68,8 +68,7 @@ class SpendLogIndexes(Operation):
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
         if schema_editor.connection.vendor != "postgresql":
-            with transaction.atomic(using=schema_editor.connection.alias):
-                self._plain(app_label, schema_editor, from_state, self.operations, forwards=True)
+            self._plain(app_label, schema_editor, from_state, forwards=True)
             return
         # Each step is skipped when done already, so that a run stopped half-way (say by the
         # lock timeout on a busy log) can be run again.
@@ -90,8 +89,7 @@ class SpendLogIndexes(Operation):
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
         if schema_editor.connection.vendor != "postgresql":
-            with transaction.atomic(using=schema_editor.connection.alias):
-                self._plain(app_label, schema_editor, to_state, self.operations, forwards=False)
+            self._plain(app_label, schema_editor, to_state, forwards=False)
             return
         # The names Django gives these on PostgreSQL, so that later field changes find them.
         key_hash_index = schema_editor._create_index_name(TABLE, ["key_hash"])
@@ -110,27 +108,21 @@ class SpendLogIndexes(Operation):
                     f"ON {TABLE} ({column} varchar_pattern_ops)"
                 )
 
-    @staticmethod
-    def _plain(
-        app_label: str,
-        schema_editor: Any,
-        state: Any,
-        operations: list[Operation],
-        *,
-        forwards: bool,
-    ) -> None:
-        """Run the plain operations one state after the other (backwards: in reverse)."""
+    def _plain(self, app_label: str, schema_editor: Any, state: Any, *, forwards: bool) -> None:
+        """Elsewhere than PostgreSQL: the plain operations one state after the other
+        (backwards: in reverse), in one transaction."""
         states = [state]
-        for operation in operations:
+        for operation in self.operations:
             following = states[-1].clone()
             operation.state_forwards(app_label, following)
             states.append(following)
-        steps = list(zip(operations, states, states[1:]))
-        for operation, before, after in steps if forwards else reversed(steps):
-            if forwards:
-                operation.database_forwards(app_label, schema_editor, before, after)
-            else:
-                operation.database_backwards(app_label, schema_editor, after, before)
+        steps = list(zip(self.operations, states, states[1:]))
+        with transaction.atomic(using=schema_editor.connection.alias):
+            for operation, before, after in steps if forwards else reversed(steps):
+                if forwards:
+                    operation.database_forwards(app_label, schema_editor, before, after)
+                else:
+                    operation.database_backwards(app_label, schema_editor, after, before)
 
 
 class Migration(migrations.Migration):
