@@ -678,8 +678,9 @@ class RedisCounters:
         except Exception:
             return False
 
-    async def get(self, key: str) -> Any:
-        return await self.client.execute("GET", key)
+    async def execute(self, *args: Any) -> Any:
+        """Any other command, on the counters' connection."""
+        return await self.client.execute(*args)
 
     async def close(self) -> None:
         await self.client.close()

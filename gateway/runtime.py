@@ -20,7 +20,7 @@ from django.conf import settings
 
 from gateway.counters import LocalCounters, RedisCounters
 from gateway.providers import MockProvider, OpenAIProvider
-from gateway.snapshot import Snapshot, load_snapshot
+from gateway.snapshot import MissingParent, Snapshot, load_keys, load_snapshot
 from gateway.spend_writer import SpendWriter, database_call
 from gateway.upstream_http import UpstreamPool
 from hierarchy import changes
@@ -30,6 +30,13 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.25  # configuration changes reach every process well within 1 s
 EMBEDDED_RELOAD_INTERVAL = 1.0  # no Redis to announce changes: re-read every second
 SAFETY_RELOAD_INTERVAL = 30.0
+JOURNAL_READ = 1000  # journal entries read at once; a process further behind reloads all
+KEYS_READ = 1000  # more keys changed since the last look: everything is read again
+
+
+def _entry_id(value: bytes) -> tuple[int, ...]:
+    """A Redis stream entry id (``milliseconds-sequence``), comparable."""
+    return tuple(int(part) for part in value.split(b"-"))
 
 
 class Runtime:
@@ -64,10 +71,14 @@ class Runtime:
         return f"{self.request_id_prefix}{next(self.request_numbers):012x}"
 
     async def _version(self) -> tuple[int, Any]:
-        remote = None
+        """This process's own version, and the newest entry of the journal in Redis."""
+        newest = None
         if isinstance(self.counters, RedisCounters):
-            remote = await self.counters.get(changes.VERSION_KEY)
-        return changes.local_version(), remote
+            found = await self.counters.execute(
+                "XREVRANGE", changes.JOURNAL_KEY, "+", "-", "COUNT", 1
+            )
+            newest = found[0][0] if found else None
+        return changes.local_version(), newest
 
     async def reload(self, version: Any = None) -> None:
         loop = asyncio.get_running_loop()
@@ -75,12 +86,71 @@ class Runtime:
             self.executor, database_call, load_snapshot, version
         )
 
-    async def start(self) -> None:
+    async def _changed_keys(self, seen: bytes, newest: bytes) -> frozenset[str] | None:
+        """The keys the journal says changed after entry ``seen``, up to ``newest``; ``None``
+        when anything else may have, entries were trimmed away, or there are too many."""
+        assert isinstance(self.counters, RedisCounters)
+        entries = await self.counters.execute(
+            "XRANGE", changes.JOURNAL_KEY, b"(" + seen, newest, "COUNT", JOURNAL_READ + 1
+        )
+        oldest = await self.counters.execute("XRANGE", changes.JOURNAL_KEY, "-", "+", "COUNT", 1)
+        if len(entries) > JOURNAL_READ or not oldest or _entry_id(oldest[0][0]) > _entry_id(seen):
+            return None
+        key_ids: set[str] = set()
+        for _, fields in entries:
+            named = changes.journal_entry(fields)
+            if named is None:
+                return None
+            key_ids |= named
+        return frozenset(key_ids) if len(key_ids) <= KEYS_READ else None
+
+    async def refresh(self) -> None:
+        """Catch up with the configuration: the keys that changed, or everything when more
+        than keys changed, this process changed something itself, Redis was away, or the
+        snapshot is older than ``SAFETY_RELOAD_INTERVAL``."""
+        snapshot = self.snapshot
+        assert snapshot is not None
+        try:
+            version = await self._version()
+        except Exception:
+            version = (changes.local_version(), snapshot.version and snapshot.version[1])
+        age = time.time() - snapshot.loaded_at
+        if (not self.redis_url and age > EMBEDDED_RELOAD_INTERVAL) or age > SAFETY_RELOAD_INTERVAL:
+            await self.reload(version)
+            return
+        previous = snapshot.version
+        if version == previous:
+            return
+        key_ids = None
+        if previous is not None and version[0] == previous[0] and previous[1] and version[1]:
+            try:
+                key_ids = await self._changed_keys(previous[1], version[1])
+            except Exception:  # Redis away: read everything
+                key_ids = None
+        if key_ids is None:
+            await self.reload(version)
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            entries = await loop.run_in_executor(
+                self.executor, database_call, load_keys, snapshot, key_ids
+            )
+        except MissingParent:
+            await self.reload(version)
+            return
+        if self.snapshot is snapshot:
+            snapshot.update(entries, version)
+
+    async def load(self) -> None:
+        """Read the whole configuration (at start)."""
         try:
             version = await self._version()
         except Exception:
             version = None
         await self.reload(version)
+
+    async def start(self) -> None:
+        await self.load()
         # Everything loaded so far (Django, the apps, the snapshot) lives as long as the
         # process: keep it out of the cyclic collector's full passes.
         gc.collect()
@@ -93,21 +163,10 @@ class Runtime:
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(WATCH_INTERVAL)
-            snapshot = self.snapshot
-            assert snapshot is not None
             try:
-                version = await self._version()
+                await self.refresh()
             except Exception:
-                version = (changes.local_version(), snapshot.version and snapshot.version[1])
-            age = time.time() - snapshot.loaded_at
-            stale = version != snapshot.version or age > SAFETY_RELOAD_INTERVAL
-            if not self.redis_url and age > EMBEDDED_RELOAD_INTERVAL:
-                stale = True
-            if stale:
-                try:
-                    await self.reload(version)
-                except Exception:
-                    logger.exception("Could not reload the gateway configuration.")
+                logger.exception("Could not reload the gateway configuration.")
 
     async def stop(self) -> None:
         if self.watcher is not None:

@@ -2,7 +2,8 @@
 
 A ``Snapshot`` maps key hashes to ``KeyEntry`` chains (key, project, team, organization,
 user) and holds the catalog. It is rebuilt off the request path when the configuration
-version changes (``hierarchy.changes``); requests only read it.
+changes (``hierarchy.changes``); when only keys changed, just those keys are read again and
+swapped in (``load_keys``, ``Snapshot.update``). Requests only read it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -154,13 +156,29 @@ class KeyEntry:
         return allowed
 
 
+Rows = dict[str, tuple[Level, dict[str, Any]]]  # level id → the level and its row
+
+
 @dataclass
 class Snapshot:
-    keys: dict[str, KeyEntry]
+    keys: dict[str, KeyEntry]  # by token hash
     catalog: dict[str, CatalogEntry]
     catalog_scope: Catalog
+    parents: dict[str, Rows] = field(default_factory=dict)  # project, team, organization, user
+    key_hashes: dict[str, str] = field(default_factory=dict)  # key id → token hash
     version: Any = None
     loaded_at: float = 0.0
+
+    def update(self, entries: Mapping[str, KeyEntry | None], version: Any) -> None:
+        """Swap in keys read again (``None``: deleted); a new token hash replaces the old."""
+        for key_id, entry in entries.items():
+            old = self.key_hashes.pop(key_id, None)
+            if old is not None:
+                del self.keys[old]
+            if entry is not None:
+                self.keys[entry.key_hash] = entry
+                self.key_hashes[key_id] = entry.key_hash
+        self.version = version
 
     def master_entry(self) -> KeyEntry:
         """The master key: any catalog model, no levels; its hash is never logged (it may be a
@@ -174,6 +192,10 @@ class Snapshot:
             scope=ModelScope(catalog=self.catalog_scope),
             is_master=True,
         )
+
+
+class MissingParent(Exception):
+    """A key names a level the snapshot does not hold (created since it was loaded)."""
 
 
 LEVEL_FIELDS = (
@@ -193,14 +215,26 @@ LEVEL_FIELDS = (
 )
 
 
-def _levels(model: Any, kind: str, label_field: str, extra: tuple[str, ...] = ()) -> dict[str, Any]:
+def _levels(
+    model: Any,
+    kind: str,
+    label_field: str,
+    extra: tuple[str, ...] = (),
+    only: Collection[str] | None = None,
+) -> Rows:
+    """Every row of a level's table as a ``Level`` (or ``only`` the rows with these ids)."""
     groups: dict[str, list[str]] = defaultdict(list)
     through = model.access_groups.through
     owner = f"{model._meta.model_name}_id"
-    for owner_id, group_name in through.objects.values_list(owner, "accessgroup__name"):
+    links = through.objects.all()
+    rows = model._default_manager.all()
+    if only is not None:
+        links = links.filter(**{f"{owner}__in": list(only)})
+        rows = rows.filter(pk__in=list(only))
+    for owner_id, group_name in links.values_list(owner, "accessgroup__name"):
         groups[owner_id].append(group_name)
-    out: dict[str, Any] = {}
-    for row in model._default_manager.values(*LEVEL_FIELDS, label_field, *extra):
+    out: Rows = {}
+    for row in rows.values(*LEVEL_FIELDS, label_field, *extra):
         pk = row["pk"]
         out[pk] = (
             Level(
@@ -227,6 +261,9 @@ def _levels(model: Any, kind: str, label_field: str, extra: tuple[str, ...] = ()
     return out
 
 
+KEY_FIELDS = ("token_hash", "key_name", "project_id", "team_id", "user_id", "expires")
+
+
 def load_snapshot(version: Any = None) -> Snapshot:
     """Read keys, levels, catalog and access groups (a handful of queries, no per-key query)."""
     catalog = {
@@ -243,51 +280,75 @@ def load_snapshot(version: Any = None) -> Snapshot:
         )
         for row in CatalogModel.objects.all()
     }
-    catalog_scope = Catalog(
-        names=sorted(catalog), groups=dict(AccessGroup.objects.values_list("name", "models"))
+    snapshot = Snapshot(
+        keys={},
+        catalog=catalog,
+        catalog_scope=Catalog(
+            names=sorted(catalog), groups=dict(AccessGroup.objects.values_list("name", "models"))
+        ),
+        parents={
+            "organization": _levels(Organization, "organization", "alias"),
+            "team": _levels(Team, "team", "alias", ("organization_id",)),
+            "project": _levels(Project, "project", "alias"),
+            "user": _users(),
+        },
+        version=version,
+        loaded_at=time.time(),
     )
-    organizations = _levels(Organization, "organization", "alias")
-    teams = _levels(Team, "team", "alias", ("organization_id",))
-    projects = _levels(Project, "project", "alias")
+    snapshot.update(_key_entries(snapshot, None, strict=False), version)
+    return snapshot
+
+
+def _users() -> Rows:
     users = _levels(User, "user", "email", ("is_active", "username"))
-    keys: dict[str, KeyEntry] = {}
-    key_levels = _levels(
-        VirtualKey,
-        "key",
-        "key_alias",
-        ("token_hash", "key_name", "project_id", "team_id", "user_id", "expires"),
-    )
-    for key_level, row in key_levels.values():
+    for level, row in users.values():
+        if level.label == level.id:  # no email
+            level.label = row["username"]
+    return users
+
+
+def load_keys(snapshot: Snapshot, key_ids: Collection[str]) -> dict[str, KeyEntry | None]:
+    """These keys as the database holds them now (``None``: deleted), on the levels above
+    them that ``snapshot`` holds. Raises ``MissingParent`` when a key names a level the
+    snapshot lacks: only a full reload can tell its limits then."""
+    found = _key_entries(snapshot, key_ids, strict=True)
+    return {key_id: found.get(key_id) for key_id in key_ids}
+
+
+def _key_entries(
+    snapshot: Snapshot, only: Collection[str] | None, *, strict: bool
+) -> dict[str, KeyEntry]:
+    parents = snapshot.parents
+
+    def parent(kind: str, level_id: str | None) -> tuple[Level, dict[str, Any]] | None:
+        found = parents[kind].get(level_id) if level_id else None
+        if found is None and level_id and strict:
+            raise MissingParent(f"{kind} {level_id}")
+        return found
+
+    entries: dict[str, KeyEntry] = {}
+    for key_level, row in _levels(VirtualKey, "key", "key_alias", KEY_FIELDS, only).values():
         if key_level.label == key_level.id:
             key_level.label = row["key_name"]
         chain: list[Level] = [key_level]
-        project = projects.get(row["project_id"])
-        team = teams.get(row["team_id"])
-        organization = organizations.get(team[1]["organization_id"]) if team else None
-        user = users.get(row["user_id"])
+        project = parent("project", row["project_id"])
+        team = parent("team", row["team_id"])
+        organization = parent("organization", team[1]["organization_id"]) if team else None
+        user = parent("user", row["user_id"])
         for found in (project, team, organization, user):
             if found is not None:
                 chain.append(found[0])
-        if user is not None and user[0].label == user[0].id:
-            user[0].label = user[1]["username"]
         lists = [level.models for level in chain if level.models]
-        expires = row["expires"]
-        keys[row["token_hash"]] = KeyEntry(
+        entries[key_level.id] = KeyEntry(
             id=key_level.id,
             key_hash=row["token_hash"],
-            expires=expires,
+            expires=row["expires"],
             user_active=user[1]["is_active"] if user else True,
             levels=tuple(chain),
-            scope=ModelScope(catalog=catalog_scope, lists=lists),
+            scope=ModelScope(catalog=snapshot.catalog_scope, lists=lists),
             project_id=row["project_id"] or "",
             team_id=row["team_id"] or "",
             organization_id=organization[0].id if organization else "",
             user_id=row["user_id"] or "",
         )
-    return Snapshot(
-        keys=keys,
-        catalog=catalog,
-        catalog_scope=catalog_scope,
-        version=version,
-        loaded_at=time.time(),
-    )
+    return entries

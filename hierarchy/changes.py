@@ -1,23 +1,32 @@
 """Tell every gateway process that the configuration changed (keys, limits, catalog).
 
-Any committed change to a governed object, a membership, the catalog or an access group
-bumps a version: in this process at once, and in Redis (``REDIS_URL``) for the others,
-which reload within a second. This is cache invalidation only; no rule lives here.
+Any committed change to a governed object, a membership, the catalog or an access group is
+published: in this process at once (a local version), and for the others in a journal in
+Redis (``REDIS_URL``), a stream whose newest entry id is the configuration's version. An
+entry names the keys that changed, or says that anything may have (``EVERYTHING``): a
+gateway reloads just those keys, or everything. This is cache invalidation only; no rule
+lives here.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections.abc import Collection
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 logger = logging.getLogger(__name__)
 
-VERSION_KEY = "gatehouse:config:version"
+JOURNAL_KEY = "gatehouse:config:changes"
+JOURNAL_LENGTH = 10_000  # entries Redis keeps (about): a gateway further behind reloads all
+EVERYTHING = "*"
+KEYS_PER_ENTRY = 100  # more keys changed at once: one entry saying EVERYTHING
 _local = {"version": 0}
 _lock = threading.Lock()
 _redis: Any = None
@@ -34,23 +43,50 @@ def _redis_client() -> Any:
     return _redis
 
 
-def publish() -> None:
-    with _lock:
-        _local["version"] += 1
+def publish(key_ids: Collection[str] | None = None) -> None:
+    """Announce a committed change: of these keys only, or of anything (``None``). Without
+    Redis, or when Redis cannot be reached, the local version moves instead: this process
+    reloads everything, the others catch up with their periodic reload."""
     client = _redis_client()
     if client is not None:
+        entry: dict[str, str | bytes]
+        if key_ids is None or len(key_ids) > KEYS_PER_ENTRY:
+            entry = {"keys": EVERYTHING}
+        else:
+            entry = {"keys": orjson.dumps(sorted(key_ids))}
         try:
-            client.incr(VERSION_KEY)
-        except Exception:  # Redis down: the gateways' periodic reload catches up
+            client.xadd(JOURNAL_KEY, entry, maxlen=JOURNAL_LENGTH, approximate=True)
+            return
+        except Exception:
             logger.warning("Could not publish a configuration change to Redis.", exc_info=True)
+    with _lock:
+        _local["version"] += 1
 
 
 def local_version() -> int:
     return _local["version"]
 
 
+def journal_entry(fields: Any) -> frozenset[str] | None:
+    """The key ids a journal entry (as Redis returns its fields) names; ``None``: anything."""
+    values = dict(zip(fields[::2], fields[1::2], strict=True))
+    keys = values.get(b"keys", EVERYTHING.encode())
+    return None if keys == EVERYTHING.encode() else frozenset(orjson.loads(keys))
+
+
 def _changed(sender: Any, **kwargs: Any) -> None:
     transaction.on_commit(publish)
+
+
+def _key_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
+    transaction.on_commit(functools.partial(publish, [instance.pk]))
+
+
+def _key_groups_changed(sender: Any, instance: Any, reverse: bool, **kwargs: Any) -> None:
+    if reverse:  # a group's keys: which ones is not worth working out
+        transaction.on_commit(publish)
+    else:
+        transaction.on_commit(functools.partial(publish, [instance.pk]))
 
 
 def connect_signals() -> None:
@@ -66,7 +102,7 @@ def connect_signals() -> None:
     from keys.models import VirtualKey
     from projects.models import Project
 
-    governed = (Organization, Team, Project, VirtualKey, User)
+    governed = (Organization, Team, Project, User)
     for model in (*governed, OrganizationMembership, TeamMembership, CatalogModel, AccessGroup):
         post_save.connect(
             _changed, sender=model, dispatch_uid=f"gatehouse-change-save-{model.__name__}"
@@ -80,3 +116,10 @@ def connect_signals() -> None:
             sender=model.access_groups.through,
             dispatch_uid=f"gatehouse-change-groups-{model.__name__}",
         )
+    post_save.connect(_key_changed, sender=VirtualKey, dispatch_uid="gatehouse-change-save-key")
+    post_delete.connect(_key_changed, sender=VirtualKey, dispatch_uid="gatehouse-change-delete-key")
+    m2m_changed.connect(
+        _key_groups_changed,
+        sender=VirtualKey.access_groups.through,
+        dispatch_uid="gatehouse-change-groups-key",
+    )

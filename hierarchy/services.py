@@ -6,6 +6,7 @@ Every write takes ``actor=`` (Decision 9), checks scope then permission then val
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -774,7 +775,10 @@ def insert_governed(
             if groups:
                 after["access_groups"] = sorted(group.name for group in groups)
             record_create(actor, level, after)
-    transaction.on_commit(publish)
+    if model.level_name == "key":  # the gateways reload just these keys
+        transaction.on_commit(functools.partial(publish, [level.pk for level, _ in built]))
+    else:
+        transaction.on_commit(publish)
 
 
 @transaction.atomic
