@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.conf import settings
 
@@ -30,13 +30,16 @@ logger = logging.getLogger(__name__)
 WATCH_INTERVAL = 0.25  # configuration changes reach every process well within 1 s
 EMBEDDED_RELOAD_INTERVAL = 1.0  # no Redis to announce changes: re-read every second
 SAFETY_RELOAD_INTERVAL = 30.0
-JOURNAL_READ = 1000  # journal entries read at once; a process further behind reloads all
+JOURNAL_READ = 50  # journal entries read at once; a process further behind reloads all
 KEYS_READ = 1000  # more keys changed since the last look: everything is read again
 
 
-def _entry_id(value: bytes) -> tuple[int, ...]:
-    """A Redis stream entry id (``milliseconds-sequence``), comparable."""
-    return tuple(int(part) for part in value.split(b"-"))
+class Version(NamedTuple):
+    """What a snapshot was read at: this process's own version (``hierarchy.changes``) and
+    the newest journal entry in Redis (``None``: none, or no Redis)."""
+
+    local: int
+    journal: bytes | None
 
 
 class Runtime:
@@ -70,34 +73,33 @@ class Runtime:
     def next_request_id(self) -> str:
         return f"{self.request_id_prefix}{next(self.request_numbers):012x}"
 
-    async def _version(self) -> tuple[int, Any]:
-        """This process's own version, and the newest entry of the journal in Redis."""
+    async def _version(self) -> Version:
         newest = None
         if isinstance(self.counters, RedisCounters):
             found = await self.counters.execute(
                 "XREVRANGE", changes.JOURNAL_KEY, "+", "-", "COUNT", 1
             )
             newest = found[0][0] if found else None
-        return changes.local_version(), newest
+        return Version(changes.local_version(), newest)
 
-    async def reload(self, version: Any = None) -> None:
+    async def reload(self, version: Version | None = None) -> None:
         loop = asyncio.get_running_loop()
         self.snapshot = await loop.run_in_executor(
             self.executor, database_call, load_snapshot, version
         )
 
     async def _changed_keys(self, seen: bytes, newest: bytes) -> frozenset[str] | None:
-        """The keys the journal says changed after entry ``seen``, up to ``newest``; ``None``
-        when anything else may have, entries were trimmed away, or there are too many."""
+        """The keys the journal names in the entries after ``seen``, up to ``newest``.
+        ``None`` when anything else may have changed, or when the journal no longer holds
+        ``seen`` (trimmed, or Redis started afresh), or when there are too many."""
         assert isinstance(self.counters, RedisCounters)
         entries = await self.counters.execute(
-            "XRANGE", changes.JOURNAL_KEY, b"(" + seen, newest, "COUNT", JOURNAL_READ + 1
+            "XRANGE", changes.JOURNAL_KEY, seen, newest, "COUNT", JOURNAL_READ + 2
         )
-        oldest = await self.counters.execute("XRANGE", changes.JOURNAL_KEY, "-", "+", "COUNT", 1)
-        if len(entries) > JOURNAL_READ or not oldest or _entry_id(oldest[0][0]) > _entry_id(seen):
+        if not entries or entries[0][0] != seen or len(entries) > JOURNAL_READ + 1:
             return None
         key_ids: set[str] = set()
-        for _, fields in entries:
+        for _, fields in entries[1:]:
             named = changes.journal_entry(fields)
             if named is None:
                 return None
@@ -105,26 +107,27 @@ class Runtime:
         return frozenset(key_ids) if len(key_ids) <= KEYS_READ else None
 
     async def refresh(self) -> None:
-        """Catch up with the configuration: the keys that changed, or everything when more
-        than keys changed, this process changed something itself, Redis was away, or the
-        snapshot is older than ``SAFETY_RELOAD_INTERVAL``."""
+        """Catch up with the configuration: swap in the keys the journal says changed, or
+        read everything again when something other than keys changed, the journal cannot
+        tell, this process could not publish a change of its own, or the snapshot is older
+        than ``SAFETY_RELOAD_INTERVAL``."""
         snapshot = self.snapshot
         assert snapshot is not None
+        previous = snapshot.version
         try:
             version = await self._version()
-        except Exception:
-            version = (changes.local_version(), snapshot.version and snapshot.version[1])
+        except Exception:  # Redis away: only this process's own changes are known
+            version = Version(changes.local_version(), previous and previous.journal)
         age = time.time() - snapshot.loaded_at
-        if (not self.redis_url and age > EMBEDDED_RELOAD_INTERVAL) or age > SAFETY_RELOAD_INTERVAL:
+        if age > SAFETY_RELOAD_INTERVAL or (not self.redis_url and age > EMBEDDED_RELOAD_INTERVAL):
             await self.reload(version)
             return
-        previous = snapshot.version
         if version == previous:
             return
         key_ids = None
-        if previous is not None and version[0] == previous[0] and previous[1] and version[1]:
+        if previous and version.local == previous.local and previous.journal and version.journal:
             try:
-                key_ids = await self._changed_keys(previous[1], version[1])
+                key_ids = await self._changed_keys(previous.journal, version.journal)
             except Exception:  # Redis away: read everything
                 key_ids = None
         if key_ids is None:

@@ -170,11 +170,13 @@ class Snapshot:
     loaded_at: float = 0.0
 
     def update(self, entries: Mapping[str, KeyEntry | None], version: Any) -> None:
-        """Swap in keys read again (``None``: deleted); a new token hash replaces the old."""
-        for key_id, entry in entries.items():
+        """Swap in keys read again (``None``: deleted); a new token hash replaces the old.
+        All old entries go first: a deleted key's secret may be a new key's now."""
+        for key_id in entries:
             old = self.key_hashes.pop(key_id, None)
             if old is not None:
                 del self.keys[old]
+        for key_id, entry in entries.items():
             if entry is not None:
                 self.keys[entry.key_hash] = entry
                 self.key_hashes[key_id] = entry.key_hash

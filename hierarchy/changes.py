@@ -1,11 +1,13 @@
 """Tell every gateway process that the configuration changed (keys, limits, catalog).
 
 Any committed change to a governed object, a membership, the catalog or an access group is
-published: in this process at once (a local version), and for the others in a journal in
-Redis (``REDIS_URL``), a stream whose newest entry id is the configuration's version. An
-entry names the keys that changed, or says that anything may have (``EVERYTHING``): a
-gateway reloads just those keys, or everything. This is cache invalidation only; no rule
-lives here.
+noted in a journal in Redis (``REDIS_URL``): a stream whose newest entry id is the
+configuration's version. An entry names the keys that changed, or says that anything may
+have (``EVERYTHING``); a gateway re-reads just those keys, or everything. Without Redis, or
+when Redis cannot be reached, a version in this process moves instead (this process re-reads
+everything; the others catch up with their periodic reload), and the next entry that reaches
+Redis says ``EVERYTHING``, so that what was missed is read too. This is cache invalidation
+only; no rule lives here.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ JOURNAL_KEY = "gatehouse:config:changes"
 JOURNAL_LENGTH = 10_000  # entries Redis keeps (about): a gateway further behind reloads all
 EVERYTHING = "*"
 KEYS_PER_ENTRY = 100  # more keys changed at once: one entry saying EVERYTHING
-_local = {"version": 0}
+_local = {"version": 0, "unpublished": 0}  # ... changes Redis did not take
 _lock = threading.Lock()
 _redis: Any = None
 
@@ -44,21 +46,24 @@ def _redis_client() -> Any:
 
 
 def publish(key_ids: Collection[str] | None = None) -> None:
-    """Announce a committed change: of these keys only, or of anything (``None``). Without
-    Redis, or when Redis cannot be reached, the local version moves instead: this process
-    reloads everything, the others catch up with their periodic reload."""
+    """Announce a committed change: of these keys only, or of anything (``None``)."""
     client = _redis_client()
     if client is not None:
-        entry: dict[str, str | bytes]
-        if key_ids is None or len(key_ids) > KEYS_PER_ENTRY:
-            entry = {"keys": EVERYTHING}
-        else:
+        with _lock:
+            missed = _local["unpublished"]
+        entry: dict[str, str | bytes] = {"keys": EVERYTHING}
+        if key_ids is not None and len(key_ids) <= KEYS_PER_ENTRY and not missed:
             entry = {"keys": orjson.dumps(sorted(key_ids))}
         try:
             client.xadd(JOURNAL_KEY, entry, maxlen=JOURNAL_LENGTH, approximate=True)
-            return
         except Exception:
             logger.warning("Could not publish a configuration change to Redis.", exc_info=True)
+            with _lock:
+                _local["unpublished"] += 1
+        else:
+            with _lock:
+                _local["unpublished"] -= missed
+            return
     with _lock:
         _local["version"] += 1
 
@@ -74,15 +79,27 @@ def journal_entry(fields: Any) -> frozenset[str] | None:
     return None if keys == EVERYTHING.encode() else frozenset(orjson.loads(keys))
 
 
+def _announces(kwargs: dict[str, Any]) -> bool:
+    """Whether a signal tells of a change a gateway reads: ``m2m_changed`` also fires before
+    the change, and a login saves only ``last_login``."""
+    if not kwargs.get("action", "post_").startswith("post_"):
+        return False
+    return kwargs.get("update_fields") != frozenset({"last_login"})
+
+
 def _changed(sender: Any, **kwargs: Any) -> None:
-    transaction.on_commit(publish)
+    if _announces(kwargs):
+        transaction.on_commit(publish)
 
 
 def _key_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
-    transaction.on_commit(functools.partial(publish, [instance.pk]))
+    if _announces(kwargs):
+        transaction.on_commit(functools.partial(publish, [instance.pk]))
 
 
 def _key_groups_changed(sender: Any, instance: Any, reverse: bool, **kwargs: Any) -> None:
+    if not _announces(kwargs):
+        return
     if reverse:  # a group's keys: which ones is not worth working out
         transaction.on_commit(publish)
     else:

@@ -61,3 +61,21 @@ def team(catalog):  # type: ignore[no-untyped-def]
     return TeamFactory(
         models=["gpt-4o", "gpt-4o-mini"], max_budget=100, rpm_limit=1000, tpm_limit=100000
     )
+
+
+@pytest.fixture
+def own_redis(settings):  # type: ignore[no-untyped-def]
+    """A Redis server of the test's own as ``REDIS_URL``: the configuration journal starts
+    empty and the server can be stopped."""
+    from hierarchy import changes
+    from tests.gateway.conftest import RedisServer
+
+    server = RedisServer()
+    settings.REDIS_URL = server.url
+    changes._redis = None
+    changes._local["unpublished"] = 0
+    yield server
+    changes._redis = None
+    changes._local["unpublished"] = 0
+    if server.process is not None and server.process.poll() is None:
+        server.kill()
