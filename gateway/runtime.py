@@ -14,13 +14,13 @@ import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import Any
 
 from django.conf import settings
 
 from gateway.counters import LocalCounters, RedisCounters
 from gateway.providers import MockProvider, OpenAIProvider
-from gateway.snapshot import MissingParent, Snapshot, load_keys, load_snapshot
+from gateway.snapshot import MissingParent, Snapshot, Version, load_keys, load_snapshot
 from gateway.spend_writer import SpendWriter, database_call
 from gateway.upstream_http import UpstreamPool
 from hierarchy import changes
@@ -32,14 +32,6 @@ EMBEDDED_RELOAD_INTERVAL = 1.0  # no Redis to announce changes: re-read every se
 SAFETY_RELOAD_INTERVAL = 30.0
 JOURNAL_READ = 50  # journal entries read at once; a process further behind reloads all
 KEYS_READ = 1000  # more keys changed since the last look: everything is read again
-
-
-class Version(NamedTuple):
-    """What a snapshot was read at: this process's own version (``hierarchy.changes``) and
-    the newest journal entry in Redis (``None``: none, or no Redis)."""
-
-    local: int
-    journal: bytes | None
 
 
 class Runtime:
@@ -82,7 +74,7 @@ class Runtime:
             newest = found[0][0] if found else None
         return Version(changes.local_version(), newest)
 
-    async def reload(self, version: Version | None = None) -> None:
+    async def reload(self, version: Version) -> None:
         loop = asyncio.get_running_loop()
         self.snapshot = await loop.run_in_executor(
             self.executor, database_call, load_snapshot, version
@@ -148,8 +140,8 @@ class Runtime:
         """Read the whole configuration (at start)."""
         try:
             version = await self._version()
-        except Exception:
-            version = None
+        except Exception:  # Redis away: the first look at the journal reads everything again
+            version = Version(changes.local_version(), None)
         await self.reload(version)
 
     async def start(self) -> None:

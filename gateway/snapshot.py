@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.counters import clamp
 from hierarchy.governance import Catalog, ModelScope, budget_period, fixed_grid_period
@@ -159,6 +159,14 @@ class KeyEntry:
 Rows = dict[str, tuple[Level, dict[str, Any]]]  # level id → the level and its row
 
 
+class Version(NamedTuple):
+    """What a snapshot was read at: its process's own version (``hierarchy.changes``) and
+    the newest journal entry in Redis (``None``: none, or no Redis)."""
+
+    local: int
+    journal: bytes | None
+
+
 @dataclass
 class Snapshot:
     keys: dict[str, KeyEntry]  # by token hash
@@ -166,10 +174,10 @@ class Snapshot:
     catalog_scope: Catalog
     parents: dict[str, Rows] = field(default_factory=dict)  # project, team, organization, user
     key_hashes: dict[str, str] = field(default_factory=dict)  # key id → token hash
-    version: Any = None
+    version: Version | None = None
     loaded_at: float = 0.0
 
-    def update(self, entries: Mapping[str, KeyEntry | None], version: Any) -> None:
+    def update(self, entries: Mapping[str, KeyEntry | None], version: Version | None) -> None:
         """Swap in keys read again (``None``: deleted); a new token hash replaces the old.
         All old entries go first: a deleted key's secret may be a new key's now."""
         for key_id in entries:
@@ -266,7 +274,7 @@ def _levels(
 KEY_FIELDS = ("token_hash", "key_name", "project_id", "team_id", "user_id", "expires")
 
 
-def load_snapshot(version: Any = None) -> Snapshot:
+def load_snapshot(version: Version | None = None) -> Snapshot:
     """Read keys, levels, catalog and access groups (a handful of queries, no per-key query)."""
     catalog = {
         row.name: CatalogEntry(

@@ -4,10 +4,10 @@ Any committed change to a governed object, a membership, the catalog or an acces
 noted in a journal in Redis (``REDIS_URL``): a stream whose newest entry id is the
 configuration's version. An entry names the keys that changed, or says that anything may
 have (``EVERYTHING``); a gateway re-reads just those keys, or everything. Without Redis, or
-when Redis cannot be reached, a version in this process moves instead (this process re-reads
-everything; the others catch up with their periodic reload), and the next entry that reaches
-Redis says ``EVERYTHING``, so that what was missed is read too. This is cache invalidation
-only; no rule lives here.
+when Redis cannot be reached, a version in this process moves instead: this process re-reads
+everything, the other processes within their periodic full reload (30 s). The next entry this
+process gets into Redis says ``EVERYTHING``, which may bring that forward. This is cache
+invalidation only; no rule lives here.
 """
 
 from __future__ import annotations
@@ -38,9 +38,14 @@ def _redis_client() -> Any:
     global _redis
     if _redis is None and settings.REDIS_URL:
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
-        _redis = redis.Redis.from_url(
-            settings.REDIS_URL, socket_timeout=1, socket_connect_timeout=1
+        _redis = redis.Redis.from_url(  # no retries: a commit waits for this
+            settings.REDIS_URL,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 0),
         )
     return _redis
 
@@ -49,21 +54,18 @@ def publish(key_ids: Collection[str] | None = None) -> None:
     """Announce a committed change: of these keys only, or of anything (``None``)."""
     client = _redis_client()
     if client is not None:
-        with _lock:
-            missed = _local["unpublished"]
+        with _lock:  # changes Redis missed: this entry says EVERYTHING for them
+            missed, _local["unpublished"] = _local["unpublished"], 0
         entry: dict[str, str | bytes] = {"keys": EVERYTHING}
         if key_ids is not None and len(key_ids) <= KEYS_PER_ENTRY and not missed:
             entry = {"keys": orjson.dumps(sorted(key_ids))}
         try:
             client.xadd(JOURNAL_KEY, entry, maxlen=JOURNAL_LENGTH, approximate=True)
+            return
         except Exception:
             logger.warning("Could not publish a configuration change to Redis.", exc_info=True)
             with _lock:
-                _local["unpublished"] += 1
-        else:
-            with _lock:
-                _local["unpublished"] -= missed
-            return
+                _local["unpublished"] += missed + 1
     with _lock:
         _local["version"] += 1
 

@@ -68,14 +68,18 @@ def own_redis(settings):  # type: ignore[no-untyped-def]
     """A Redis server of the test's own as ``REDIS_URL``: the configuration journal starts
     empty and the server can be stopped."""
     from hierarchy import changes
-    from tests.gateway.conftest import RedisServer
+    from tests.servers import RedisServer
+
+    def forget() -> None:  # the journal's client and what it missed belong to one Redis
+        if changes._redis is not None:
+            changes._redis.close()
+        changes._redis = None
+        changes._local["unpublished"] = 0
 
     server = RedisServer()
     settings.REDIS_URL = server.url
-    changes._redis = None
-    changes._local["unpublished"] = 0
+    forget()
     yield server
-    changes._redis = None
-    changes._local["unpublished"] = 0
+    forget()
     if server.process is not None and server.process.poll() is None:
         server.kill()

@@ -66,7 +66,8 @@ def refreshed(change: Callable[[], object]) -> tuple[Snapshot, dict[str, Any], S
 
 
 @pytest.fixture
-def keys(transactional_db: None, own_redis: Any) -> list[Any]:
+def keys(transactional_db: None, own_redis: Any, settings: Any) -> list[Any]:
+    settings.GATEHOUSE_REDIS_TIMEOUT = 5.0  # a loaded CI machine: not "Redis away"
     project = ProjectFactory()
     return [key_generate(actor=SYSTEM, project=project)[0] for _ in range(3)]
 

@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from gateway.counters import COUNTER_MAX
-from gateway.snapshot import load_snapshot
+from gateway.snapshot import KeyEntry, Snapshot, load_snapshot
+from hierarchy.governance import Catalog, ModelScope
 from tests.factories import VirtualKeyFactory
 
 
@@ -25,3 +26,16 @@ def test_limits_beyond_what_the_counters_compare_are_held_clamped():
     assert (level.max_budget, level.rpm_limit, level.tpm_limit) == (COUNTER_MAX, COUNTER_MAX, 1000)
     assert level.model_rpm_limit == {"gpt-4o": COUNTER_MAX}
     assert level.model_max_budget == {"gpt-4o": (COUNTER_MAX, "1d")}
+
+
+def test_an_update_removes_old_entries_before_adding_so_a_reused_hash_serves_the_new_key():
+    snapshot = Snapshot(keys={}, catalog={}, catalog_scope=Catalog(names=[], groups={}))
+
+    def entry(key_id: str, key_hash: str) -> KeyEntry:
+        scope = ModelScope(catalog=snapshot.catalog_scope)
+        return KeyEntry(key_id, key_hash, expires=None, user_active=True, levels=(), scope=scope)
+
+    snapshot.update({"old": entry("old", "H")}, None)
+    snapshot.update({"new": entry("new", "H"), "old": None}, None)  # the new key first
+    assert snapshot.keys["H"].id == "new"
+    assert snapshot.key_hashes == {"new": "H"}
