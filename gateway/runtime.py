@@ -102,16 +102,20 @@ class Runtime:
         """Catch up with the configuration: swap in the keys the journal says changed, or
         read everything again when something other than keys changed, the journal cannot
         tell, this process could not publish a change of its own, or the snapshot is older
-        than ``SAFETY_RELOAD_INTERVAL``."""
+        than ``SAFETY_RELOAD_INTERVAL`` (``EMBEDDED_RELOAD_INTERVAL`` without Redis, and while
+        Redis is away if the gateway fails open)."""
         snapshot = self.snapshot
         assert snapshot is not None
         previous = snapshot.version
+        journal = bool(self.redis_url)
         try:
             version = await self._version()
         except Exception:  # Redis away: only this process's own changes are known
             version = Version(changes.local_version(), previous and previous.journal)
+            # ... and calls go on only when failing open: re-read as without Redis then.
+            journal = not self.fail_open
         age = time.time() - snapshot.loaded_at
-        if age > SAFETY_RELOAD_INTERVAL or (not self.redis_url and age > EMBEDDED_RELOAD_INTERVAL):
+        if age > SAFETY_RELOAD_INTERVAL or (not journal and age > EMBEDDED_RELOAD_INTERVAL):
             await self.reload(version)
             return
         if version == previous:

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import pytest
 from django.db import connection
 
-from gateway.runtime import Runtime
+from gateway.runtime import EMBEDDED_RELOAD_INTERVAL, Runtime
 from gateway.snapshot import Snapshot
 from hierarchy import changes
 from hierarchy.actors import SYSTEM
@@ -171,3 +171,30 @@ def test_a_deleted_keys_secret_taken_by_a_new_key_serves_the_new_key(keys):
     before, _, after = refreshed(change)
     assert after is before
     assert after.keys[old.token_hash].id == made[0].pk
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_with_redis_away_a_process_that_fails_open_re_reads_every_second(
+    keys, own_redis, settings, fail_open
+):
+    """Calls go on only when failing open; failing closed, they are refused anyway."""
+    settings.GATEHOUSE_FAIL_OPEN = fail_open
+
+    async def scenario() -> bool:
+        runtime = Runtime()
+        loop = asyncio.get_running_loop()
+        try:
+            await runtime.load()
+            own_redis.kill()
+            blocked = VirtualKey.objects.filter(pk=keys[0].pk)  # elsewhere, Redis missed it
+            await loop.run_in_executor(None, in_thread(lambda: blocked.update(blocked=True)))
+            assert runtime.snapshot is not None
+            runtime.snapshot.loaded_at -= EMBEDDED_RELOAD_INTERVAL  # a second later
+            await runtime.refresh()
+            return bool(runtime.snapshot.keys[keys[0].token_hash].levels[0].blocked)
+        finally:
+            await runtime.counters.close()
+            await loop.run_in_executor(runtime.executor, in_thread(lambda: None))
+            runtime.executor.shutdown()
+
+    assert run(scenario()) is fail_open
