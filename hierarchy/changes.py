@@ -89,6 +89,15 @@ def _announces(kwargs: dict[str, Any]) -> bool:
     return kwargs.get("update_fields") != frozenset({"last_login"})
 
 
+def announce(level_name: str, ids: Collection[str]) -> None:
+    """Once the transaction commits, announce a change of these levels: keys by their ids,
+    any other level as a change of anything (its keys' chains change with it)."""
+    if level_name == "key":
+        transaction.on_commit(functools.partial(publish, list(ids)))
+    else:
+        transaction.on_commit(publish)
+
+
 def _changed(sender: Any, **kwargs: Any) -> None:
     if _announces(kwargs):
         transaction.on_commit(publish)
@@ -96,16 +105,14 @@ def _changed(sender: Any, **kwargs: Any) -> None:
 
 def _key_changed(sender: Any, instance: Any, **kwargs: Any) -> None:
     if _announces(kwargs):
-        transaction.on_commit(functools.partial(publish, [instance.pk]))
+        announce("key", [instance.pk])
 
 
 def _key_groups_changed(sender: Any, instance: Any, reverse: bool, **kwargs: Any) -> None:
-    if not _announces(kwargs):
-        return
     if reverse:  # a group's keys: which ones is not worth working out
-        transaction.on_commit(publish)
+        _changed(sender, **kwargs)
     else:
-        transaction.on_commit(functools.partial(publish, [instance.pk]))
+        _key_changed(sender, instance, **kwargs)
 
 
 def connect_signals() -> None:

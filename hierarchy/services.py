@@ -6,7 +6,6 @@ Every write takes ``actor=`` (Decision 9), checks scope then permission then val
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +25,7 @@ from hierarchy.audit import (
     recording_in_bulk,
     snapshot,
 )
-from hierarchy.changes import publish
+from hierarchy.changes import announce
 from hierarchy.governance import (
     Catalog,
     check_descendants_fit,
@@ -775,10 +774,7 @@ def insert_governed(
             if groups:
                 after["access_groups"] = sorted(group.name for group in groups)
             record_create(actor, level, after)
-    if model.level_name == "key":  # the gateways reload just these keys
-        transaction.on_commit(functools.partial(publish, [level.pk for level, _ in built]))
-    else:
-        transaction.on_commit(publish)
+    announce(model.level_name, [level.pk for level, _ in built])
 
 
 @transaction.atomic
