@@ -207,11 +207,13 @@ class LocalCounters:
 # new; ttl < 0: set to -ttl every time) and of [marker, key] (a lease grant whose reply was
 # lost: what the marker notes is given back); ARGV[2...]: one admission each, a JSON array of
 # its checks [kind, key, limit, amount, "seed", ttl, lease, marker] (cjson decodes in C: a
-# third less of Redis's time than splitting strings in Lua). Each admission reads all its
-# counters with one MGET (a redis.call costs more than the rest of a check), then counts with
-# one INCRBY per check. A reservation counter expires RESERVATION_TTL after it was created,
-# settled or refreshed (RedisCounters refreshes those its calls hold), so a process that died
-# leaves reservations behind only until no process touches that counter for RESERVATION_TTL.
+# third less of Redis's time than splitting strings in Lua). Each admission reads its budgets
+# (spend and reserved) with one MGET, and counts each rate limit with one INCRBY whose result
+# is the check (a redis.call costs more than the rest of a check): if a later check refuses,
+# the rate counts are taken back, so a refused call counts nowhere. Then the budgets reserve.
+# A reservation counter expires RESERVATION_TTL after it was created, settled or refreshed
+# (RedisCounters refreshes those its calls hold), so a process that died leaves reservations
+# behind only until no process touches that counter for RESERVATION_TTL.
 # Returns one entry per admission: {0, failed index} or {1, used value per check, then what
 # each budget check that asked for a lease reserved}. A lease is granted, with the call's own
 # reservation, while what is left is at least LEASE_SHARE times both (and noted under the
@@ -244,8 +246,6 @@ for a = 2, #ARGV do
     if f[1] == 'b' then
       names[#names + 1] = f[2] .. ':s'
       names[#names + 1] = f[2] .. ':r'
-    else
-      names[#names + 1] = f[2]
     end
   end
   local got = {}
@@ -264,8 +264,9 @@ for a = 2, #ARGV do
       used = tonumber(spend) + tonumber(got[n + 1] or '0')
       n = n + 2
     else
-      used = tonumber(got[n] or '0')
-      n = n + 1
+      local value = redis.call('INCRBY', f[2], f[4])
+      if value == f[4] then redis.call('EXPIRE', f[2], f[6]) end
+      used = value - f[4]
     end
     values[c] = used
     if used >= f[3] then
@@ -274,6 +275,10 @@ for a = 2, #ARGV do
     end
   end
   if failed > 0 then
+    for c = 1, failed do
+      local f = checks[c]
+      if f[1] ~= 'b' then redis.call('DECRBY', f[2], f[4]) end
+    end
     out[#out + 1] = {0, failed - 1}
   else
     local reply, grants = {1}, {}
@@ -295,9 +300,6 @@ for a = 2, #ARGV do
             redis.call('EXPIRE', reserved, RESERVATION_TTL)
           end
         end
-      else
-        local value = redis.call('INCRBY', f[2], f[4])
-        if value == f[4] then redis.call('EXPIRE', f[2], f[6]) end
       end
       reply[c + 1] = values[c]
     end

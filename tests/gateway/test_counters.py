@@ -78,6 +78,22 @@ def test_windows_count_requests_and_tokens_and_a_refused_call_counts_nowhere(cou
     run(scenario())
 
 
+def test_a_call_refused_by_a_later_check_takes_back_its_rate_counts(counters_factory):
+    async def scenario():
+        counters = counters_factory()
+        rpm = Check(REQUESTS, "gh:q:key:k9:1", 5, 1, 0, 120)
+        tpm = Check(TOKENS, "gh:t:key:k9:1", 1000, 100, 0, 120)
+        spent = Check(BUDGET, "gh:b:team:t9:0", 10, 5, 10, 0)  # 10 of 10 spent: refuses
+        for _ in range(3):
+            refused = await counters.admit([rpm, tpm, spent])
+            assert (refused.ok, refused.failed) == (False, 2)
+        admitted = await counters.admit([rpm, tpm])
+        assert (admitted.remaining_requests, admitted.remaining_tokens) == (4, 900)
+        await counters.close()
+
+    run(scenario())
+
+
 def test_budget_seed_is_used_only_when_the_counter_is_new(counters_factory):
     async def scenario():
         counters = counters_factory()
