@@ -438,8 +438,11 @@ def _add_daily(records: Sequence[CallRecord]) -> None:
     """Add the calls to their day's rollup rows (upserts, in a fixed order)."""
     zone = gatehouse_timezone()
     buckets: dict[tuple[Any, ...], list[int]] = {}
+    day, start, end = date.min, 0.0, 0.0  # the local day last seen, as epoch [start, end)
     for record in records:
-        day = datetime.fromtimestamp(record.started_at, zone).date()
+        if not start <= record.started_at < end:  # a batch's calls share a day or two
+            day = datetime.fromtimestamp(record.started_at, zone).date()
+            start, end = (moment.timestamp() for moment in local_day_bounds(day))
         bucket = (
             day,
             record.organization_id,
