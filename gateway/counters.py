@@ -13,16 +13,18 @@ script call (admissions of many requests plus pending settles); ``LocalCounters`
 same in process memory when no Redis is configured (embedded, one process).
 
 Budget leases (``RedisCounters``): while a budget has plenty left, an admission that goes to
-Redis for it also reserves a lease, a few dozen more calls' reservations, which later calls
-of the same process take their reservations from without sending that budget to Redis (rate
-limits are always counted in Redis, exact across processes). A lease is counted in
-``reserved`` like any reservation, and a call's cost beyond its reservation is taken from its
-process's lease first, so what a process admits from a lease stays within what Redis granted
-it. A lease is granted only while it is at most 1/LEASE_SHARE of what is left: near the limit
-every call reserves in Redis as without leases. Leases are given back when unused for
-``lease_idle`` seconds, after ``lease_max_age``, when their budget's limit changes, and at
-shutdown. A grant whose reply was lost (Redis answered too late) leaves a marker in Redis, by
-which the process gives it back with its next script call.
+Redis for it also reserves a lease, LEASE_CALLS more calls' reservations (twice as many each
+time the last lease ran dry while in use, up to LEASE_CALLS_MAX), which later calls of the
+same process take their reservations from without sending that budget to Redis (rate limits
+are always counted in Redis, exact across processes). A lease is counted in ``reserved``
+like any reservation, and a call's cost beyond its reservation is taken from its process's
+lease first, so what a process admits from a lease stays within what Redis granted it. A
+lease is at most 1/LEASE_SHARE of what is left, and granted only if that is at least
+LEASE_CALLS reservations: near the limit every call reserves in Redis as without leases.
+Leases are given back when unused for ``lease_idle`` seconds, after ``lease_max_age``, when
+their budget's limit changes, and at shutdown. A grant whose reply was lost (Redis answered
+too late) leaves a marker in Redis, by which the process gives it back with its next script
+call.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ RESERVATION_TTL = 900
 # to AMOUNT_MAX (9 million dollars, or tokens, in one call). Clamping changes no decision.
 COUNTER_MAX = 2**62
 AMOUNT_MAX = 2**53
-LEASE_CALLS = 32  # a lease asks for this many reservations of the call that takes it
+LEASE_CALLS = 32  # a lease asks for this many reservations of the call that takes it ...
+LEASE_CALLS_MAX = 1024  # ... twice as many each time it ran dry before it was given back
 LEASE_SHARE = 50  # granted only while what is left is at least this many times the lot
 LEASE_MARKER_TTL = 300  # seconds a grant's marker waits for a process that lost the reply
 
@@ -216,10 +219,11 @@ class LocalCounters:
 # behind only until no process touches that counter for RESERVATION_TTL.
 # Returns one entry per admission: {0, failed index} or {1, used value per check, then what
 # each budget check that asked for a lease reserved}. A lease is granted, with the call's own
-# reservation, while what is left is at least LEASE_SHARE times both (and noted under the
-# check's marker for LEASE_MARKER_TTL); otherwise only the call's reservation is (capped at
-# what is left). Lua numbers are doubles: counters are exact up to 2^53 (9 million USD in
-# nano-USD).
+# reservation, as big as asked but so that what is left is at least LEASE_SHARE times both,
+# and only if that is at least LEASE_CALLS reservations (or the whole ask, if smaller); it is
+# noted under the check's marker for LEASE_MARKER_TTL. Otherwise only the call's reservation
+# is (capped at what is left). Lua numbers are doubles: counters are exact up to 2^53
+# (9 million USD in nano-USD).
 SCRIPT = """
 if #ARGV[1] > 2 then
   for _, op in ipairs(cjson.decode(ARGV[1])) do
@@ -288,8 +292,9 @@ for a = 2, #ARGV do
         local left = f[3] - values[c]
         local amount = math.min(f[4], left)
         if f[7] > 0 then
-          if left >= LEASE_SHARE * (f[4] + f[7]) then
-            amount = f[4] + f[7]
+          local lease = math.min(f[7], math.floor(left / LEASE_SHARE) - f[4])
+          if lease >= math.min(LEASE_CALLS * f[4], f[7]) then
+            amount = f[4] + lease
             redis.call('SET', f[8], amount, 'EX', LEASE_MARKER_TTL)
           end
           grants[#grants + 1] = amount
@@ -312,6 +317,7 @@ return out
 for _name, _value in (
     ("RESERVATION_TTL", RESERVATION_TTL),
     ("LEASE_SHARE", LEASE_SHARE),
+    ("LEASE_CALLS", LEASE_CALLS),
     ("LEASE_MARKER_TTL", LEASE_MARKER_TTL),
 ):
     SCRIPT = SCRIPT.replace(_name, str(_value))
@@ -352,13 +358,14 @@ class Lease:
     granted_at: float  # monotonic
     left: int = 0
     used_at: float = 0.0
+    calls: int = LEASE_CALLS  # reservations asked for last time
 
 
-def lease_ask(check: Check, marker: str) -> Check:
-    """A budget check as sent to Redis: asking for a lease of LEASE_CALLS reservations."""
+def lease_ask(check: Check, marker: str, calls: int = LEASE_CALLS) -> Check:
+    """A budget check as sent to Redis: asking for a lease of ``calls`` reservations."""
     if check.kind != BUDGET or check.amount <= 0:
         return check
-    lease = min(LEASE_CALLS * check.amount, AMOUNT_MAX - check.amount)
+    lease = min(calls * check.amount, AMOUNT_MAX - check.amount)
     return check._replace(lease=lease, marker=marker)
 
 
@@ -418,6 +425,7 @@ class RedisCounters:
         for index, check in enumerate(checks):
             if check.kind == BUDGET:
                 lease = self.leases.get(check.key)
+                calls = LEASE_CALLS
                 if lease is not None and lease.limit != check.limit:
                     self._give_back(check.key)  # the budget changed since it was granted
                 elif lease is not None and lease.left >= check.amount and lease.left > 0:
@@ -425,8 +433,10 @@ class RedisCounters:
                     lease.used_at = now
                     reserved[index] = check.amount
                     continue
+                elif lease is not None:  # ran dry while in use: a bigger one this time
+                    calls = min(2 * lease.calls, LEASE_CALLS_MAX)
                 if check.key not in self.asking and not self.closing:  # one ask at a time
-                    check = lease_ask(check, next(self.markers))
+                    check = lease_ask(check, next(self.markers), calls)
                     if check.lease:
                         self.asking.add(check.key)
                         asked.append(check.key)
@@ -475,6 +485,7 @@ class RedisCounters:
                 self.lease_timer = loop.call_later(self._sweep_interval, self._sweep_leases, loop)
         lease.left += extra
         lease.used_at = now
+        lease.calls = max(lease.calls, check.lease // check.amount)
 
     def _undraw(self, checks: Sequence[Check], reserved: list[int]) -> None:
         """Put back what a call that was not admitted took from leases (released in Redis

@@ -12,6 +12,7 @@ from gateway.counters import (
     BUDGET,
     COUNTER_MAX,
     LEASE_CALLS,
+    LEASE_CALLS_MAX,
     LEASE_SHARE,
     REQUESTS,
     RESERVATION_TTL,
@@ -298,6 +299,39 @@ def test_a_budget_lends_nothing_unless_the_lease_is_a_small_share_of_what_is_lef
         assert redis.get("gh:b:key:kl2:0:r") == "1000"  # as without leases
         assert redis.get("gh:b:key:kl3:0:r") == str(lot)
         assert list(counters.leases) == ["gh:b:key:kl3:0"]
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_a_lease_that_runs_dry_while_in_use_is_followed_by_a_bigger_one(redis_server):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl14:0", 10**12, 1000, 0, 0)
+        sizes = []
+        for _ in range(7):
+            await counters.admit([budget])  # asks: the lease is new or ran dry
+            sizes.append(counters.leases["gh:b:key:kl14:0"].left // 1000)
+            while counters.leases["gh:b:key:kl14:0"].left:
+                await counters.admit([budget])  # taken from the lease
+        assert sizes == [32, 64, 128, 256, 512, 1024, LEASE_CALLS_MAX]
+        assert LEASE_CALLS_MAX == 1024
+
+    lease_scenario(redis_server, scenario, lease_idle=60)
+
+
+def test_a_bigger_lease_is_cut_to_what_is_left_and_a_new_one_starts_small(redis_server):
+    async def scenario(counters, redis):
+        # After the first lot (33,000 reserved), 50 x 41,000 is left: room for a lease of
+        # 40,000 beside the call's own 1,000, though 64,000 is asked for.
+        budget = Check(BUDGET, "gh:b:key:kl15:0", 33_000 + LEASE_SHARE * 41_000, 1000, 0, 0)
+        for _ in range(LEASE_CALLS + 1):
+            await counters.admit([budget])
+        assert counters.leases["gh:b:key:kl15:0"].left == 0
+        await counters.admit([budget])
+        assert counters.leases["gh:b:key:kl15:0"].left == 40_000
+        assert redis.get("gh:b:key:kl15:0:r") == str(33_000 + 41_000)
+        counters._give_back("gh:b:key:kl15:0")  # as when idle or old: the size starts over
+        await counters.admit([budget])
+        assert counters.leases["gh:b:key:kl15:0"].left == 1000 * LEASE_CALLS
 
     lease_scenario(redis_server, scenario, lease_idle=60)
 
