@@ -14,13 +14,14 @@ same in process memory when no Redis is configured (embedded, one process).
 
 Budget leases (``RedisCounters``): while a budget has plenty left, an admission that goes to
 Redis for it also reserves a lease, LEASE_CALLS more calls' reservations (twice as many each
-time the last lease ran dry while in use, up to LEASE_CALLS_MAX), which later calls of the
+time the last lease ran short while in use, up to LEASE_CALLS_MAX), which later calls of the
 same process take their reservations from without sending that budget to Redis (rate limits
 are always counted in Redis, exact across processes). A lease is counted in ``reserved``
 like any reservation, and a call's cost beyond its reservation is taken from its process's
 lease first, so what a process admits from a lease stays within what Redis granted it. A
-lease is at most 1/LEASE_SHARE of what is left, and granted only if that is at least
-LEASE_CALLS reservations: near the limit every call reserves in Redis as without leases.
+grant (lease and the call's own reservation) is at most 1/LEASE_SHARE of what is left, and
+made only if that holds a lease of LEASE_CALLS reservations: near the limit every call
+reserves in Redis as without leases.
 Leases are given back when unused for ``lease_idle`` seconds, after ``lease_max_age``, when
 their budget's limit changes, and at shutdown. A grant whose reply was lost (Redis answered
 too late) leaves a marker in Redis, by which the process gives it back with its next script
@@ -55,8 +56,8 @@ RESERVATION_TTL = 900
 COUNTER_MAX = 2**62
 AMOUNT_MAX = 2**53
 LEASE_CALLS = 32  # a lease asks for this many reservations of the call that takes it ...
-LEASE_CALLS_MAX = 1024  # ... twice as many each time it ran dry before it was given back
-LEASE_SHARE = 50  # granted only while what is left is at least this many times the lot
+LEASE_CALLS_MAX = 1024  # ... twice as many each time it ran short before it was given back
+LEASE_SHARE = 50  # a grant (lease and the call's reservation) is at most 1/this of what is left
 LEASE_MARKER_TTL = 300  # seconds a grant's marker waits for a process that lost the reply
 
 
@@ -214,6 +215,8 @@ class LocalCounters:
 # (spend and reserved) with one MGET, and counts each rate limit with one INCRBY whose result
 # is the check (a redis.call costs more than the rest of a check): if a later check refuses,
 # the rate counts are taken back, so a refused call counts nowhere. Then the budgets reserve.
+# (An admission names each counter once: keys carry the level, its id and the window. Were one
+# named twice, its second check here would see the first's count, unlike LocalCounters.)
 # A reservation counter expires RESERVATION_TTL after it was created, settled or refreshed
 # (RedisCounters refreshes those its calls hold), so a process that died leaves reservations
 # behind only until no process touches that counter for RESERVATION_TTL.
@@ -314,11 +317,11 @@ for a = 2, #ARGV do
 end
 return out
 """
-for _name, _value in (
+for _name, _value in (  # longest names first: none is replaced inside another
+    ("LEASE_MARKER_TTL", LEASE_MARKER_TTL),
     ("RESERVATION_TTL", RESERVATION_TTL),
     ("LEASE_SHARE", LEASE_SHARE),
     ("LEASE_CALLS", LEASE_CALLS),
-    ("LEASE_MARKER_TTL", LEASE_MARKER_TTL),
 ):
     SCRIPT = SCRIPT.replace(_name, str(_value))
 
@@ -433,7 +436,7 @@ class RedisCounters:
                     lease.used_at = now
                     reserved[index] = check.amount
                     continue
-                elif lease is not None:  # ran dry while in use: a bigger one this time
+                elif lease is not None:  # ran short while in use: a bigger one this time
                     calls = min(2 * lease.calls, LEASE_CALLS_MAX)
                 if check.key not in self.asking and not self.closing:  # one ask at a time
                     check = lease_ask(check, next(self.markers), calls)
@@ -483,9 +486,10 @@ class RedisCounters:
             if self.lease_timer is None:
                 loop = asyncio.get_running_loop()
                 self.lease_timer = loop.call_later(self._sweep_interval, self._sweep_leases, loop)
+        else:  # the lease this ask was sized for: the next may grow from this size
+            lease.calls = max(lease.calls, check.lease // check.amount)
         lease.left += extra
         lease.used_at = now
-        lease.calls = max(lease.calls, check.lease // check.amount)
 
     def _undraw(self, checks: Sequence[Check], reserved: list[int]) -> None:
         """Put back what a call that was not admitted took from leases (released in Redis

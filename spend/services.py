@@ -188,10 +188,9 @@ def _insert_logs(records: Sequence[CallRecord]) -> None:
 @functools.cache
 def _log_types() -> list[str]:
     """The spend log columns' PostgreSQL types, without modifiers (``varchar``, ``numeric``)."""
-    return [
-        _field(SpendLog, name).db_type(connection).split("(")[0]  # type: ignore[union-attr]
-        for name in LOG_COLUMNS
-    ]
+    types = [_field(SpendLog, name).db_type(connection) for name in LOG_COLUMNS]
+    assert all(types)
+    return [str(kind).split("(")[0] for kind in types]
 
 
 def _period_spend(
@@ -438,11 +437,15 @@ def _add_daily(records: Sequence[CallRecord]) -> None:
     """Add the calls to their day's rollup rows (upserts, in a fixed order)."""
     zone = gatehouse_timezone()
     buckets: dict[tuple[Any, ...], list[int]] = {}
-    day, start, end = date.min, 0.0, 0.0  # the local day last seen, as epoch [start, end)
+    # The local day last seen, and the epoch seconds well inside it: a call started there is
+    # on that day. Within a microsecond of midnight the conversion decides (it rounds to the
+    # microsecond, as the log row's timestamp does).
+    day, inside_from, inside_to = date.min, 0.0, 0.0
     for record in records:
-        if not start <= record.started_at < end:  # a batch's calls share a day or two
+        if not inside_from <= record.started_at < inside_to:  # a batch's calls share a day
             day = datetime.fromtimestamp(record.started_at, zone).date()
-            start, end = (moment.timestamp() for moment in local_day_bounds(day))
+            start, end = local_day_bounds(day)
+            inside_from, inside_to = start.timestamp() + 1e-6, end.timestamp() - 1e-6
         bucket = (
             day,
             record.organization_id,

@@ -95,6 +95,21 @@ def test_a_call_refused_by_a_later_check_takes_back_its_rate_counts(counters_fac
     run(scenario())
 
 
+def test_a_refused_call_takes_back_the_count_of_the_check_that_refused_it(counters_factory):
+    async def scenario():
+        counters = counters_factory()
+        tpm = Check(TOKENS, "gh:t:key:k10:1", 100, 100, 0, 120)
+        first = await counters.admit([tpm])
+        assert not (await counters.admit([tpm])).ok  # counted nowhere, not even here
+        counters.settle(settle_ops(first, 0, 10))  # the first used 10 of its 100 tokens
+        await counters.flush()
+        third = await counters.admit([tpm._replace(amount=50)])
+        assert (third.ok, third.remaining_tokens) == (True, 100 - 10 - 50)
+        await counters.close()
+
+    run(scenario())
+
+
 def test_budget_seed_is_used_only_when_the_counter_is_new(counters_factory):
     async def scenario():
         counters = counters_factory()
@@ -315,7 +330,7 @@ def test_a_lease_that_runs_dry_while_in_use_is_followed_by_a_bigger_one(redis_se
         assert sizes == [32, 64, 128, 256, 512, 1024, LEASE_CALLS_MAX]
         assert LEASE_CALLS_MAX == 1024
 
-    lease_scenario(redis_server, scenario, lease_idle=60)
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600)
 
 
 def test_a_bigger_lease_is_cut_to_what_is_left_and_a_new_one_starts_small(redis_server):
@@ -329,11 +344,24 @@ def test_a_bigger_lease_is_cut_to_what_is_left_and_a_new_one_starts_small(redis_
         await counters.admit([budget])
         assert counters.leases["gh:b:key:kl15:0"].left == 40_000
         assert redis.get("gh:b:key:kl15:0:r") == str(33_000 + 41_000)
-        counters._give_back("gh:b:key:kl15:0")  # as when idle or old: the size starts over
-        await counters.admit([budget])
+        # Given back (here: the limit changed), the size starts over.
+        await counters.admit([budget._replace(limit=10**12)])
         assert counters.leases["gh:b:key:kl15:0"].left == 1000 * LEASE_CALLS
 
-    lease_scenario(redis_server, scenario, lease_idle=60)
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600)
+
+
+def test_a_bigger_lease_is_not_granted_when_not_even_the_first_size_fits(redis_server):
+    async def scenario(counters, redis):
+        # After the first lot (33,000 reserved), 1,627,000 is left: a fiftieth of it holds
+        # the call's 1,000 and 31,540 more, less than a lease of LEASE_CALLS reservations.
+        budget = Check(BUDGET, "gh:b:key:kl16:0", 1_660_000, 1000, 0, 0)
+        for _ in range(LEASE_CALLS + 2):
+            await counters.admit([budget])
+        assert counters.leases["gh:b:key:kl16:0"].left == 0
+        assert redis.get("gh:b:key:kl16:0:r") == str(33_000 + 1000)  # the call's own
+
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600)
 
 
 def test_a_lease_no_call_takes_from_is_given_back(redis_server):

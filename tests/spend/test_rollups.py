@@ -152,6 +152,19 @@ def test_a_call_counts_on_its_local_day(db, django_settings):
     assert datetime.fromtimestamp(after, UTC).date() == date(2026, 11, 26)
 
 
+def test_a_call_a_fraction_of_a_microsecond_before_midnight_counts_as_its_log_row_says(
+    db, django_settings
+):
+    # Logged to the microsecond, 2.4e-7 s before midnight is midnight: the next day, even
+    # after a call of the day before (whose day the batch then knows).
+    spend_record_batch(records=[call(MIDNIGHTS[1] - 60), call(MIDNIGHTS[1] - 2.4e-7)])
+    assert rollups() == summed_from_the_log()
+    assert {r.day: r.requests_ok for r in DailySpend.objects.all()} == {
+        date(2026, 11, 26): 1,
+        date(2026, 11, 27): 1,
+    }
+
+
 def test_rebuild_restores_lost_rows_and_leaves_other_days_alone(db, django_settings):
     spend_record_batch(
         records=[call(MIDNIGHTS[0] + 60), call(MIDNIGHTS[1] + 60), call(MIDNIGHTS[1] + 120)]

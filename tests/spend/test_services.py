@@ -16,7 +16,14 @@ from hierarchy.models import Team
 from keys.models import VirtualKey
 from projects.models import Project
 from spend.models import SpendLog
-from spend.services import CallRecord, budgets_roll_over, spend_record_batch
+from spend.services import (
+    NANO,
+    CallRecord,
+    _usd_by_model,
+    budgets_roll_over,
+    spend_record_batch,
+    usd_to_nano,
+)
 from tests.factories import UserFactory, VirtualKeyFactory
 
 BOUNDARY = datetime(2026, 11, 27, tzinfo=UTC)
@@ -202,3 +209,26 @@ def test_spend_log_rows_pay_only_for_the_indexes_that_lookups_use():
     unique = [sql for sql in indexes.values() if "UNIQUE" in sql]
     assert any("(request_id)" in sql for sql in unique)
     assert any("(key_hash)" in sql for sql in indexes.values())
+
+
+@pytest.mark.parametrize(
+    ("value", "nano"),
+    [
+        (Decimal("1.000000001"), 1_000_000_001),
+        (Decimal("0.0000000005"), 0),  # half a nano-dollar: to the even neighbour
+        (Decimal("0.0000000015"), 2),
+        (Decimal("-0.0000000025"), -2),
+        (Decimal("123456789012.123456789"), 123_456_789_012_123_456_789),
+        (0.1, 100_000_000),  # a float by its shortest repr, as JSON holds it
+        (1e-9, 1),
+        (3, 3_000_000_000),
+        ("2.5", 2_500_000_000),
+    ],
+)
+def test_dollars_convert_to_whole_nano_dollars(value, nano):
+    assert usd_to_nano(value) == nano
+
+
+@pytest.mark.parametrize("nano", [1, 123_456_789, 2**53 - 1, -(2**53 - 1), 2**53, 10**20])
+def test_model_spend_in_dollars_is_the_float_nearest_the_exact_amount(nano):
+    assert _usd_by_model({"m": nano}) == {"m": float(Decimal(nano) * NANO)}
