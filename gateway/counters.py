@@ -19,6 +19,9 @@ same process take their reservations from without sending that budget to Redis (
 are always counted in Redis, exact across processes). A lease is counted in ``reserved``
 like any reservation, and a call's cost beyond its reservation is taken from its process's
 lease first, so what a process admits from a lease stays within what Redis granted it. A
+finished call settles into its process's lease of the budget: what it did not use is the
+lease's again, and its cost is moved from reserved to spend in Redis with the next sweep of
+the leases (``spend + reserved`` is the same either way), not with two counts per call. A
 grant (lease and the call's own reservation) is at most 1/LEASE_SHARE of what is left, and
 made only if that holds a lease of LEASE_CALLS reservations: near the limit every call
 reserves in Redis as without leases.
@@ -91,11 +94,14 @@ class CountersUnavailable(Exception):
 
 
 def settle_ops(
-    admission: Admission, cost_nano: int, tokens_used: int
+    admission: Admission, cost_nano: int, tokens_used: int, leased: Sequence[str] = ()
 ) -> list[tuple[str, int, int]]:
-    """What to add to which counter once the call's real cost and tokens are known."""
+    """What to add to which counter once the call's real cost and tokens are known (but for
+    the ``leased`` budgets, which the caller settles into its leases)."""
     ops: list[tuple[str, int, int]] = []
     for check, reserved in zip(admission.checks, admission.reserved, strict=True):
+        if check.kind == BUDGET and check.key in leased:
+            continue
         if check.kind == BUDGET:
             if reserved:  # released; a negative ttl refreshes the reservation's expiry
                 ops.append((check.key + ":r", -reserved, -RESERVATION_TTL))
@@ -362,6 +368,8 @@ class Lease:
     left: int = 0
     used_at: float = 0.0
     calls: int = LEASE_CALLS  # reservations asked for last time
+    spent: int = 0  # what calls cost, still reserved in Redis: moved to spend once a second
+    spend_ttl: int = 0  # the budget's spend counter's expiry, should the move create it
 
 
 def lease_ask(check: Check, marker: str, calls: int = LEASE_CALLS) -> Check:
@@ -481,7 +489,7 @@ class RedisCounters:
             return
         lease = self.leases.get(check.key)
         if lease is None:
-            lease = self.leases[check.key] = Lease(check.limit, now)
+            lease = self.leases[check.key] = Lease(check.limit, now, spend_ttl=check.ttl)
             self.held[check.key + ":r"] += 1  # refreshed while the lease lasts
             if self.lease_timer is None:
                 loop = asyncio.get_running_loop()
@@ -514,30 +522,50 @@ class RedisCounters:
             self.settle_timer = loop.call_later(self.settle_interval, self._settles_due, loop)
 
     def settle_call(self, admission: Admission, cost_nano: int, tokens_used: int) -> None:
-        """Settle a finished call; what it cost beyond a budget's reservation is taken from
-        this process's lease of that budget first (released from ``reserved`` as it becomes
-        spend), so that the lease cannot admit more than Redis granted."""
-        ops = settle_ops(admission, cost_nano, tokens_used)
+        """Settle a finished call. A budget this process holds a lease of takes the call's
+        reservation back into the lease: what the call did not use is left for the next
+        calls, and what it cost is noted as the lease's spend, still reserved in Redis, and
+        moved there from reserved to spend once a second and when the lease is given back
+        (``spend + reserved`` is the same either way), instead of two counts per call. What
+        the call cost beyond its reservation is taken from the lease first, so that the lease
+        cannot admit more than Redis granted; the rest is added to spend. Budgets without a
+        lease are settled in Redis."""
+        leased = []
         for check, reserved in zip(admission.checks, admission.reserved, strict=True):
-            if check.kind != BUDGET or cost_nano <= reserved:
+            lease = self.leases.get(check.key) if check.kind == BUDGET else None
+            if lease is None:
                 continue
-            lease = self.leases.get(check.key)
-            if lease is not None and lease.left > 0:
-                taken = min(cost_nano - reserved, lease.left)
-                lease.left -= taken
-                self._add_settles([(check.key + ":r", -taken, -RESERVATION_TTL)])
-        self.settle(ops)
+            leased.append(check.key)
+            if reserved:
+                self._unhold(check.key + ":r")
+            covered = min(cost_nano, reserved + lease.left)
+            lease.left += reserved - covered
+            lease.spent += covered
+            if cost_nano > covered:
+                self._add_settles([(check.key + ":s", cost_nano - covered, check.ttl)])
+        self.settle(settle_ops(admission, cost_nano, tokens_used, leased))
 
     def _give_back(self, key: str) -> None:
         lease = self.leases.pop(key)
         self._unhold(key + ":r")
-        if lease.left > 0:
-            self._add_settles([(key + ":r", -lease.left, -RESERVATION_TTL)])
+        self._move_spent(key, lease, lease.left)
+
+    def _move_spent(self, key: str, lease: Lease, released: int = 0) -> None:
+        """Send what the lease's calls cost from reserved to spend, with ``released`` more
+        released from reserved."""
+        ops = []
+        if lease.spent + released > 0:
+            ops.append((key + ":r", -(lease.spent + released), -RESERVATION_TTL))
+        if lease.spent > 0:
+            ops.append((key + ":s", lease.spent, lease.spend_ttl))
+        lease.spent = 0
+        if ops:
+            self._add_settles(ops)
 
     def _sweep_leases(self, loop: asyncio.AbstractEventLoop) -> None:
         """Give back the leases no call took from for ``lease_idle`` seconds, and those older
         than ``lease_max_age`` (a budget near its limit gets no new lease, so an old one would
-        keep its share from the other processes)."""
+        keep its share from the other processes); move the others' spend."""
         self.lease_timer = None
         now = time.monotonic()
         idle_since, granted_since = now - self.lease_idle, now - self.lease_max_age
@@ -547,6 +575,8 @@ class RedisCounters:
             if lease.used_at <= idle_since or lease.granted_at <= granted_since
         ]:
             self._give_back(key)
+        for key, lease in self.leases.items():
+            self._move_spent(key, lease)
         if self.leases:
             self.lease_timer = loop.call_later(self._sweep_interval, self._sweep_leases, loop)
 

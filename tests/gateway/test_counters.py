@@ -424,16 +424,42 @@ def test_what_a_call_costs_beyond_its_reservation_is_taken_from_the_lease(redis_
         budget = Check(BUDGET, "gh:b:key:kl10:0", 10**9, 1000, 0, 0)
         admission = await counters.admit([budget])
         counters.settle_call(admission, 6000, 0)  # 5000 beyond its reservation of 1000
-        assert counters.leases["gh:b:key:kl10:0"].left == 1000 * LEASE_CALLS - 5000
+        lease = counters.leases["gh:b:key:kl10:0"]
+        assert (lease.left, lease.spent) == (1000 * LEASE_CALLS - 5000, 6000)
+        await counters.admit([])  # a script call goes out: the settle was not in it
+        assert redis.get("gh:b:key:kl10:0:r") == str(1000 * (1 + LEASE_CALLS))
+        assert redis.get("gh:b:key:kl10:0:s") == "0"  # as seeded
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
-        while redis.get("gh:b:key:kl10:0:s") != "6000":
-            assert loop.time() < deadline, "the settle was not sent"
-            await asyncio.sleep(0.01)
+        while redis.get("gh:b:key:kl10:0:s") != "6000":  # moved within the sweep interval
+            assert loop.time() < deadline, "the lease's spend was not moved"
+            counters.settle_call(await counters.admit([budget]), 0, 0)  # in use, not idle
+            await asyncio.sleep(0.02)
+        assert counters.leases["gh:b:key:kl10:0"] is lease
         # Spend and reserved together: still what Redis granted the process, no more.
         assert redis.get("gh:b:key:kl10:0:r") == str(1000 * LEASE_CALLS - 5000)
 
-    lease_scenario(redis_server, scenario, lease_idle=60, settle_interval=0.01)
+    lease_scenario(redis_server, scenario, lease_idle=0.3, lease_max_age=600, settle_interval=0.01)
+
+
+def test_a_leased_call_settles_into_the_lease_and_its_spend_goes_to_redis_at_give_back(
+    redis_server,
+):
+    async def scenario(counters, redis):
+        budget = Check(BUDGET, "gh:b:key:kl17:0", 10**9, 1000, 0, 0)
+        first = await counters.admit([budget])  # reserved in Redis, with the lease
+        second = await counters.admit([budget])  # reserved from the lease
+        counters.settle_call(first, 300, 0)
+        counters.settle_call(second, 1000, 0)
+        lease = counters.leases["gh:b:key:kl17:0"]
+        # What the calls left unused is the lease's again; what they cost is noted.
+        assert (lease.left, lease.spent) == (1000 * LEASE_CALLS - 1000 + 700, 1300)
+        assert counters.held == {"gh:b:key:kl17:0:r": 1}  # the lease's own hold only
+        await counters.flush()  # shutting down: given back
+        assert redis.get("gh:b:key:kl17:0:r") == "0"
+        assert redis.get("gh:b:key:kl17:0:s") == "1300"
+
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600)
 
 
 def test_a_lease_is_given_back_when_it_is_old_even_if_calls_still_take_from_it(redis_server):
