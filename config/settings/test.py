@@ -17,4 +17,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(BASE_DIR / "var" / f"test_gatehouse_{os.getpid()}.sqlite3")  # noqa: F405
     }
-GATEHOUSE_SPEND_FLUSH_INTERVAL = 0.1
+os.environ.setdefault("GATEHOUSE_SPEND_FLUSH_INTERVAL", "0.1")  # unless a test sets its own
+GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float("GATEHOUSE_SPEND_FLUSH_INTERVAL")  # noqa: F405

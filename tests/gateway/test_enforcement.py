@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from config.settings import base as base_settings
 from hierarchy.actors import SYSTEM
 from hierarchy.services import team_update
 from keys.models import VirtualKey
@@ -175,7 +176,9 @@ def test_upstream_failure_is_relayed_and_logged_at_no_cost(world, start_gateway)
 
 
 def test_spend_shows_in_project_info_within_a_second(world, start_gateway):
-    gateway = start_gateway()
+    # With the production flush interval, not the tests' shorter one.
+    interval = str(base_settings.GATEHOUSE_SPEND_FLUSH_INTERVAL)
+    gateway = start_gateway(GATEHOUSE_SPEND_FLUSH_INTERVAL=interval)
 
     def spend() -> tuple[float, float]:
         info = gateway.client.get(
