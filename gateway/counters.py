@@ -19,9 +19,9 @@ same process take their reservations from without sending that budget to Redis (
 are always counted in Redis, exact across processes). A lease is counted in ``reserved``
 like any reservation, and a call's cost beyond its reservation is taken from its process's
 lease first, so what a process admits from a lease stays within what Redis granted it. A
-finished call settles into its process's lease of the budget: what it did not use is the
-lease's again, and its cost is moved from reserved to spend in Redis with the next sweep of
-the leases (``spend + reserved`` is the same either way), not with two counts per call. A
+call that reserved from a lease settles into it: what it did not use is the lease's again,
+and its cost is moved from reserved to spend in Redis with the next sweep of the leases
+(``spend + reserved`` is the same either way), not with two counts per call. A
 grant (lease and the call's own reservation) is at most 1/LEASE_SHARE of what is left, and
 made only if that holds a lease of LEASE_CALLS reservations: near the limit every call
 reserves in Redis as without leases.
@@ -87,6 +87,7 @@ class Admission:
     reserved: list[int] = field(default_factory=list)  # per check
     remaining_requests: int | None = None
     remaining_tokens: int | None = None
+    drawn: list[str] = field(default_factory=list)  # budgets reserved from this process's lease
 
 
 class CountersUnavailable(Exception):
@@ -433,6 +434,7 @@ class RedisCounters:
         remote: list[Check] = []
         positions: list[int] = []  # remote check → its index in ``checks``
         asked: list[str] = []  # budgets this call asks for a lease of
+        drawn: list[str] = []  # budgets reserved from a lease
         for index, check in enumerate(checks):
             if check.kind == BUDGET:
                 lease = self.leases.get(check.key)
@@ -443,6 +445,7 @@ class RedisCounters:
                     lease.left -= check.amount
                     lease.used_at = now
                     reserved[index] = check.amount
+                    drawn.append(check.key)
                     continue
                 elif lease is not None:  # ran short while in use: a bigger one this time
                     calls = min(2 * lease.calls, LEASE_CALLS_MAX)
@@ -477,7 +480,7 @@ class RedisCounters:
             reserved[index] = own
             if check.lease:
                 self._lease(check, next(grants) - own, now)
-        admission.checks, admission.reserved = checks, reserved
+        admission.checks, admission.reserved, admission.drawn = checks, reserved, drawn
         self._hold(admission)
         return admission
 
@@ -522,27 +525,32 @@ class RedisCounters:
             self.settle_timer = loop.call_later(self.settle_interval, self._settles_due, loop)
 
     def settle_call(self, admission: Admission, cost_nano: int, tokens_used: int) -> None:
-        """Settle a finished call. A budget this process holds a lease of takes the call's
-        reservation back into the lease: what the call did not use is left for the next
-        calls, and what it cost is noted as the lease's spend, still reserved in Redis, and
-        moved there from reserved to spend once a second and when the lease is given back
-        (``spend + reserved`` is the same either way), instead of two counts per call. What
-        the call cost beyond its reservation is taken from the lease first, so that the lease
-        cannot admit more than Redis granted; the rest is added to spend. Budgets without a
-        lease are settled in Redis."""
+        """Settle a finished call. A reservation the call drew from this process's lease goes
+        back into the lease: what the call did not use is left for the next calls, and what
+        it cost is noted as the lease's spend, still reserved in Redis and moved there from
+        reserved to spend with the sweep of the leases and when the lease is given back
+        (``spend + reserved`` is the same either way), instead of two counts per call. Other
+        reservations (made in Redis) are released there and the cost added, as without
+        leases. Either way, what the call cost beyond its reservation is taken from the
+        lease first, so that the lease cannot admit more than Redis granted."""
         leased = []
         for check, reserved in zip(admission.checks, admission.reserved, strict=True):
             lease = self.leases.get(check.key) if check.kind == BUDGET else None
             if lease is None:
                 continue
-            leased.append(check.key)
-            if reserved:
-                self._unhold(check.key + ":r")
-            covered = min(cost_nano, reserved + lease.left)
-            lease.left += reserved - covered
-            lease.spent += covered
-            if cost_nano > covered:
-                self._add_settles([(check.key + ":s", cost_nano - covered, check.ttl)])
+            if check.key in admission.drawn:
+                leased.append(check.key)
+                if reserved:
+                    self._unhold(check.key + ":r")
+                covered = min(cost_nano, reserved + lease.left)
+                lease.left += reserved - covered
+                lease.spent += covered
+                if cost_nano > covered:
+                    self._add_settles([(check.key + ":s", cost_nano - covered, check.ttl)])
+            elif cost_nano > reserved and lease.left > 0:
+                taken = min(cost_nano - reserved, lease.left)
+                lease.left -= taken
+                self._add_settles([(check.key + ":r", -taken, -RESERVATION_TTL)])
         self.settle(settle_ops(admission, cost_nano, tokens_used, leased))
 
     def _give_back(self, key: str) -> None:

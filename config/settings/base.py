@@ -31,7 +31,10 @@ GATEHOUSE_REDIS_TIMEOUT = env.float("GATEHOUSE_REDIS_TIMEOUT", default=0.5)
 # A call's spend shows on its levels within this plus one write. Longer batches write each
 # key's rows once for more calls: with 1,000 busy keys, 0.5 s costs the database and the
 # writer about a third less per call than 0.25 s.
-GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float("GATEHOUSE_SPEND_FLUSH_INTERVAL", default=0.5)
+SPEND_FLUSH_INTERVAL_DEFAULT = 0.5
+GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float(
+    "GATEHOUSE_SPEND_FLUSH_INTERVAL", default=SPEND_FLUSH_INTERVAL_DEFAULT
+)
 GATEHOUSE_MAX_BODY_BYTES = env.int("GATEHOUSE_MAX_BODY_BYTES", default=16 * 1024 * 1024)
 # Budget alerts are POSTed here (JSON); unset: alerts are recorded and listed, not sent.
 GATEHOUSE_ALERT_WEBHOOK_URL = env.str("GATEHOUSE_ALERT_WEBHOOK_URL", default="")

@@ -17,5 +17,5 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     DATABASES["default"]["TEST"] = {  # noqa: F405
         "NAME": str(BASE_DIR / "var" / f"test_gatehouse_{os.getpid()}.sqlite3")  # noqa: F405
     }
-os.environ.setdefault("GATEHOUSE_SPEND_FLUSH_INTERVAL", "0.1")  # unless a test sets its own
-GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float("GATEHOUSE_SPEND_FLUSH_INTERVAL")  # noqa: F405
+# Short, unless a test's gateway process is given its own (see tests/gateway/conftest.py).
+GATEHOUSE_SPEND_FLUSH_INTERVAL = env.float("GATEHOUSE_SPEND_FLUSH_INTERVAL", default=0.1)  # noqa: F405

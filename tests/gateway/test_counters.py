@@ -424,55 +424,104 @@ def test_what_a_call_costs_beyond_its_reservation_is_taken_from_the_lease(redis_
         budget = Check(BUDGET, "gh:b:key:kl10:0", 10**9, 1000, 0, 0)
         admission = await counters.admit([budget])
         counters.settle_call(admission, 6000, 0)  # 5000 beyond its reservation of 1000
-        lease = counters.leases["gh:b:key:kl10:0"]
-        assert (lease.left, lease.spent) == (1000 * LEASE_CALLS - 5000, 6000)
-        await counters.admit([])  # a script call goes out: the settle was not in it
-        assert redis.get("gh:b:key:kl10:0:r") == str(1000 * (1 + LEASE_CALLS))
-        assert redis.get("gh:b:key:kl10:0:s") == "0"  # as seeded
+        assert counters.leases["gh:b:key:kl10:0"].left == 1000 * LEASE_CALLS - 5000
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
-        while redis.get("gh:b:key:kl10:0:s") != "6000":  # moved within the sweep interval
+        while redis.get("gh:b:key:kl10:0:s") != "6000":
+            assert loop.time() < deadline, "the settle was not sent"
+            await asyncio.sleep(0.01)
+        # Spend and reserved together: still what Redis granted the process, no more.
+        assert redis.get("gh:b:key:kl10:0:r") == str(1000 * LEASE_CALLS - 5000)
+
+    lease_scenario(redis_server, scenario, lease_idle=60, settle_interval=0.01)
+
+
+def test_a_call_drawn_from_a_lease_settles_into_it_and_its_spend_moves_with_the_sweep(
+    redis_server,
+):
+    async def scenario(counters, redis):
+        key = "gh:b:key:kl17:0"
+        budget = Check(BUDGET, key, 10**9, 1000, 0, 0)
+        asker = await counters.admit([budget])  # reserved in Redis, with the lease: 33,000
+        counters.settle_call(asker, 0, 0)  # not drawn: released in Redis, as without leases
+        drawn = await counters.admit([budget])  # from the lease
+        counters.settle_call(drawn, 6000, 0)  # 5000 beyond its reservation, from the lease
+        lease = counters.leases[key]
+        assert (lease.left, lease.spent) == (1000 * LEASE_CALLS - 6000, 6000)
+        assert key + ":s" not in counters.settles  # noted, not sent per call
+        assert counters.held == {key + ":r": 1}  # the lease's own hold only
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while redis.get(key + ":s") != "6000":  # moved with the sweep
             assert loop.time() < deadline, "the lease's spend was not moved"
             counters.settle_call(await counters.admit([budget]), 0, 0)  # in use, not idle
             await asyncio.sleep(0.02)
-        assert counters.leases["gh:b:key:kl10:0"] is lease
-        # Spend and reserved together: still what Redis granted the process, no more.
-        assert redis.get("gh:b:key:kl10:0:r") == str(1000 * LEASE_CALLS - 5000)
+        assert counters.leases[key] is lease
+        # Spend and reserved together: what Redis granted the lease, no more.
+        assert redis.get(key + ":r") == str(1000 * LEASE_CALLS - 6000)
+        await counters.flush()  # shutting down: given back
+        assert (redis.get(key + ":r"), redis.get(key + ":s")) == ("0", "6000")
 
     lease_scenario(redis_server, scenario, lease_idle=0.3, lease_max_age=600, settle_interval=0.01)
 
 
-def test_a_leased_call_settles_into_the_lease_and_its_spend_goes_to_redis_at_give_back(
-    redis_server,
-):
+def test_a_drawn_call_costing_more_than_its_lease_holds_adds_the_rest_to_spend(redis_server):
     async def scenario(counters, redis):
-        budget = Check(BUDGET, "gh:b:key:kl17:0", 10**9, 1000, 0, 0)
-        first = await counters.admit([budget])  # reserved in Redis, with the lease
-        second = await counters.admit([budget])  # reserved from the lease
-        counters.settle_call(first, 300, 0)
-        counters.settle_call(second, 1000, 0)
-        lease = counters.leases["gh:b:key:kl17:0"]
-        # What the calls left unused is the lease's again; what they cost is noted.
-        assert (lease.left, lease.spent) == (1000 * LEASE_CALLS - 1000 + 700, 1300)
-        assert counters.held == {"gh:b:key:kl17:0:r": 1}  # the lease's own hold only
-        await counters.flush()  # shutting down: given back
-        assert redis.get("gh:b:key:kl17:0:r") == "0"
-        assert redis.get("gh:b:key:kl17:0:s") == "1300"
+        key = "gh:b:key:kl18:0"
+        budget = Check(BUDGET, key, 10**9, 1000, 0, 0)
+        await counters.admit([budget])  # the asker, still running
+        drawn = [await counters.admit([budget]) for _ in range(LEASE_CALLS)]
+        assert counters.leases[key].left == 0
+        counters.settle_call(drawn[0], 5000, 0)  # its 1000 reserved, nothing left to take
+        assert (counters.leases[key].left, counters.leases[key].spent) == (0, 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while redis.get(key + ":s") != "4000":  # the rest, at once
+            assert loop.time() < deadline, "the cost beyond the lease was not added"
+            await asyncio.sleep(0.01)
 
-    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600)
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600, settle_interval=0.01)
+
+
+def test_near_the_limit_a_call_reserved_in_redis_is_released_there_despite_a_lease(redis_server):
+    async def scenario(counters, redis):
+        key = "gh:b:key:kl19:0"
+        # Room for the first lot (33,000) and then, at most, single reservations.
+        budget = Check(BUDGET, key, LEASE_SHARE * 1000 * (1 + LEASE_CALLS), 1000, 0, 0)
+        await counters.admit([budget])
+        for _ in range(LEASE_CALLS):
+            counters.settle_call(await counters.admit([budget]), 1000, 0)  # drains the lease
+        assert counters.leases[key].left == 0
+        plain = await counters.admit([budget])  # no new lease: reserved in Redis
+        assert plain.drawn == []
+        counters.settle_call(plain, 100, 0)
+        assert counters.leases[key].left == 0  # its unused 900 went back to Redis, not here
+        await counters.flush()
+        assert redis.get(key + ":s") == str(LEASE_CALLS * 1000 + 100)
+        assert redis.get(key + ":r") == "1000"  # the first call, still running
+
+    lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=600, settle_interval=0.01)
 
 
 def test_a_lease_is_given_back_when_it_is_old_even_if_calls_still_take_from_it(redis_server):
     async def scenario(counters, redis):
         budget = Check(BUDGET, "gh:b:key:kl11:0", 10**9, 1000, 0, 0)
-        await counters.admit([budget])
+        running = await counters.admit([budget])
         first = counters.leases["gh:b:key:kl11:0"]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 5
+        calls = 1
         while counters.leases.get("gh:b:key:kl11:0") is first:
             assert loop.time() < deadline, "the old lease was kept"
             counters.settle_call(await counters.admit([budget]), 1000, 0)  # busy, never idle
+            calls += 1
             await asyncio.sleep(0.01)
+        # A call drawn from the old lease settles into the new one.
+        counters.settle_call(running, 1000, 0)
+        await counters.flush()
+        assert redis.get("gh:b:key:kl11:0:r") == "0"
+        assert redis.get("gh:b:key:kl11:0:s") == str(1000 * calls)
+        assert counters.held == {} and counters.leases == {}
 
     lease_scenario(redis_server, scenario, lease_idle=60, lease_max_age=0.05)
 

@@ -177,7 +177,7 @@ def test_upstream_failure_is_relayed_and_logged_at_no_cost(world, start_gateway)
 
 def test_spend_shows_in_project_info_within_a_second(world, start_gateway):
     # With the production flush interval, not the tests' shorter one.
-    interval = str(base_settings.GATEHOUSE_SPEND_FLUSH_INTERVAL)
+    interval = str(base_settings.SPEND_FLUSH_INTERVAL_DEFAULT)
     gateway = start_gateway(GATEHOUSE_SPEND_FLUSH_INTERVAL=interval)
 
     def spend() -> tuple[float, float]:
