@@ -21,14 +21,13 @@ like any reservation, and a call's cost beyond its reservation is taken from its
 lease first, so what a process admits from a lease stays within what Redis granted it. A
 call that reserved from a lease settles into it: what it did not use is the lease's again,
 and its cost is moved from reserved to spend in Redis with the next sweep of the leases
-(``spend + reserved`` is the same either way), not with two counts per call. A
-grant (lease and the call's own reservation) is at most 1/LEASE_SHARE of what is left, and
-made only if that holds a lease of LEASE_CALLS reservations: near the limit every call
-reserves in Redis as without leases.
-Leases are given back when unused for ``lease_idle`` seconds, after ``lease_max_age``, when
-their budget's limit changes, and at shutdown. A grant whose reply was lost (Redis answered
-too late) leaves a marker in Redis, by which the process gives it back with its next script
-call.
+(``spend + reserved`` is the same either way), not with two counts per call. A grant (lease
+and the call's own reservation) is at most 1/LEASE_SHARE of what is left, and made only if
+that holds a lease of LEASE_CALLS reservations: near the limit every call reserves in Redis
+as without leases. Leases are given back when unused for ``lease_idle`` seconds, after
+``lease_max_age``, when their budget's limit changes, and at shutdown. A grant whose reply
+was lost (Redis answered too late) leaves a marker in Redis, by which the process gives it
+back with its next script call.
 """
 
 from __future__ import annotations
@@ -369,11 +368,11 @@ class Lease:
     left: int = 0
     used_at: float = 0.0
     calls: int = LEASE_CALLS  # reservations asked for last time
-    spent: int = 0  # what calls cost, still reserved in Redis: moved to spend once a second
+    spent: int = 0  # what calls cost, still reserved in Redis: moved to spend by the sweep
     spend_ttl: int = 0  # the budget's spend counter's expiry, should the move create it
 
 
-def lease_ask(check: Check, marker: str, calls: int = LEASE_CALLS) -> Check:
+def lease_ask(check: Check, marker: str, calls: int) -> Check:
     """A budget check as sent to Redis: asking for a lease of ``calls`` reservations."""
     if check.kind != BUDGET or check.amount <= 0:
         return check

@@ -32,16 +32,26 @@ def run(coroutine):
 
 
 @pytest.fixture(params=["local", "redis"])
-def counters_factory(request):
-    if request.param == "local":
-        return LocalCounters
-    server = request.getfixturevalue("redis_server")
-    return lambda: RedisCounters(server.url)
+def in_counters(request):
+    """Runs ``scenario(counters)`` on counters of the test's kind (in process, or in Redis)
+    and closes them after."""
+    url = request.getfixturevalue("redis_server").url if request.param == "redis" else ""
+
+    def scenario_runner(scenario):
+        async def go():
+            counters = RedisCounters(url) if url else LocalCounters()
+            try:
+                await scenario(counters)
+            finally:
+                await counters.close()
+
+        run(go())
+
+    return scenario_runner
 
 
-def test_budget_admits_while_spend_plus_reserved_is_below_the_limit(counters_factory):
-    async def scenario():
-        counters = counters_factory()
+def test_budget_admits_while_spend_plus_reserved_is_below_the_limit(in_counters):
+    async def scenario(counters):
         budget = Check(BUDGET, "gh:b:key:k1:0", 100, 40, 30, 0)  # 30 already spent
         first = await counters.admit([budget])
         second = await counters.admit([budget])
@@ -54,14 +64,12 @@ def test_budget_admits_while_spend_plus_reserved_is_below_the_limit(counters_fac
         fourth = await counters.admit([budget])  # spend 40 + reserved 30: 30 left
         assert (fourth.ok, fourth.reserved) == (True, [30])
         assert not (await counters.admit([budget])).ok
-        await counters.close()
 
-    run(scenario())
+    in_counters(scenario)
 
 
-def test_windows_count_requests_and_tokens_and_a_refused_call_counts_nowhere(counters_factory):
-    async def scenario():
-        counters = counters_factory()
+def test_windows_count_requests_and_tokens_and_a_refused_call_counts_nowhere(in_counters):
+    async def scenario(counters):
         rpm = Check(REQUESTS, "gh:q:key:k2:1", 2, 1, 0, 120)
         tpm = Check(TOKENS, "gh:t:team:t2:1", 1000, 60, 0, 120)
         first = await counters.admit([tpm, rpm])
@@ -74,14 +82,12 @@ def test_windows_count_requests_and_tokens_and_a_refused_call_counts_nowhere(cou
         counters.settle(settle_ops(alone, 0, 20))  # used 20 of the 60 reserved
         await counters.flush()
         assert (await counters.admit([tpm])).remaining_tokens == 1000 - 2 * 60 - 20 - 60
-        await counters.close()
 
-    run(scenario())
+    in_counters(scenario)
 
 
-def test_a_call_refused_by_a_later_check_takes_back_its_rate_counts(counters_factory):
-    async def scenario():
-        counters = counters_factory()
+def test_a_call_refused_by_a_later_check_takes_back_its_rate_counts(in_counters):
+    async def scenario(counters):
         rpm = Check(REQUESTS, "gh:q:key:k9:1", 5, 1, 0, 120)
         tpm = Check(TOKENS, "gh:t:key:k9:1", 1000, 100, 0, 120)
         spent = Check(BUDGET, "gh:b:team:t9:0", 10, 5, 10, 0)  # 10 of 10 spent: refuses
@@ -90,14 +96,12 @@ def test_a_call_refused_by_a_later_check_takes_back_its_rate_counts(counters_fac
             assert (refused.ok, refused.failed) == (False, 2)
         admitted = await counters.admit([rpm, tpm])
         assert (admitted.remaining_requests, admitted.remaining_tokens) == (4, 900)
-        await counters.close()
 
-    run(scenario())
+    in_counters(scenario)
 
 
-def test_a_refused_call_takes_back_the_count_of_the_check_that_refused_it(counters_factory):
-    async def scenario():
-        counters = counters_factory()
+def test_a_refused_call_takes_back_the_count_of_the_check_that_refused_it(in_counters):
+    async def scenario(counters):
         tpm = Check(TOKENS, "gh:t:key:k10:1", 100, 100, 0, 120)
         first = await counters.admit([tpm])
         assert not (await counters.admit([tpm])).ok  # counted nowhere, not even here
@@ -105,22 +109,19 @@ def test_a_refused_call_takes_back_the_count_of_the_check_that_refused_it(counte
         await counters.flush()
         third = await counters.admit([tpm._replace(amount=50)])
         assert (third.ok, third.remaining_tokens) == (True, 100 - 10 - 50)
-        await counters.close()
 
-    run(scenario())
+    in_counters(scenario)
 
 
-def test_budget_seed_is_used_only_when_the_counter_is_new(counters_factory):
-    async def scenario():
-        counters = counters_factory()
+def test_budget_seed_is_used_only_when_the_counter_is_new(in_counters):
+    async def scenario(counters):
         assert not (await counters.admit([Check(BUDGET, "gh:b:team:t3:0", 50, 1, 50, 0)])).ok
         fresh_period = Check(BUDGET, "gh:b:team:t3:1700000000", 50, 1, 0, 3600)
         assert (await counters.admit([fresh_period])).ok
         reseeded = Check(BUDGET, "gh:b:team:t3:1700000000", 50, 1, 49, 3600)
         assert (await counters.admit([reseeded])).reserved == [1]  # 1 reserved, seed ignored
-        await counters.close()
 
-    run(scenario())
+    in_counters(scenario)
 
 
 def test_counters_reload_their_script_when_redis_forgot_it(redis_server):
